@@ -1,0 +1,149 @@
+"""The one matching engine that scan, filter, verify and the audits all call.
+
+``Engine.match(lon, lat)`` answers, for arrays of read positions, every site whose fence
+holds the read, with the exact geodesic distance on the WGS84 ellipsoid (0 inside an
+area). The pipeline per batch, all whole-array numpy/shapely work:
+
+1. distinct positions only (fixed cameras repeat theirs; issue #5),
+2. grid candidates (:mod:`geofence.index`),
+3. each candidate in its piece's tangent plane (:mod:`geofence.geodesy`); points are
+   measured with ``hypot``, areas and lines first get a cheap lower bound
+   (distance to origin minus piece radius) and only the survivors a GEOS distance,
+4. the minimum over a site's pieces, sorted by distance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from geofence.fences import Fences, compile_fences
+from geofence.geodesy import ecef
+from geofence.index import GridIndex
+from geofence.model import Policy
+
+
+@dataclass
+class Matches:
+    """Matches of a batch of reads in compressed-row form.
+
+    Read ``i`` matches sites ``site[ptr[i]:ptr[i+1]]`` at ``distance_m[ptr[i]:ptr[i+1]]``,
+    nearest first (ties by site order).
+    """
+
+    ptr: np.ndarray
+    site: np.ndarray
+    distance_m: np.ndarray
+    untimed: np.ndarray | None = None  # reads near an event fence without a time (#7)
+
+    @property
+    def count(self) -> np.ndarray:
+        """Number of matching sites per read."""
+        return np.diff(self.ptr)
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """True where a read matches at least one site."""
+        return self.ptr[1:] > self.ptr[:-1]
+
+    def nearest(self) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest site and its distance for every flagged read (in read order)."""
+        first = self.ptr[:-1][self.flagged]
+        return self.site[first], self.distance_m[first]
+
+    def take(self, reads: np.ndarray) -> Matches:
+        """The matches of ``reads`` (an index array), in that order."""
+        cnt = self.count[reads]
+        ptr = np.zeros(len(reads) + 1, np.int64)
+        np.cumsum(cnt, out=ptr[1:])
+        src = np.repeat(self.ptr[reads], cnt) + np.arange(ptr[-1]) - np.repeat(ptr[:-1], cnt)
+        return Matches(ptr, self.site[src], self.distance_m[src])
+
+
+def _empty_matches(n: int) -> Matches:
+    return Matches(np.zeros(n + 1, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+class Engine:
+    """Sites under a policy, compiled once, queried with whole arrays of reads.
+
+    Parameters
+    ----------
+    sites : geopandas.GeoDataFrame
+        Sites as :func:`geofence.layers.load_layers` returns them.
+    policy : Policy
+        Categories, distances and footprints.
+    """
+
+    def __init__(self, sites, policy: Policy) -> None:
+        self.policy = policy
+        self.fences, self.skipped = compile_fences(sites, policy)
+        self.index = GridIndex(self.fences)
+
+    @property
+    def n_sites(self) -> int:
+        """Number of fenced sites."""
+        return self.fences.n_sites
+
+    def match(self, lon: np.ndarray, lat: np.ndarray, time_us: np.ndarray | None = None) -> Matches:
+        """Every fenced site within its distance of each read, with exact distances.
+
+        Parameters
+        ----------
+        lon, lat : numpy.ndarray
+            Read positions in degrees, finite and in range (rejects are removed first).
+        time_us : numpy.ndarray, optional
+            UTC epoch microseconds (``NO_TIME`` where unknown), for time-bound fences.
+
+        Returns
+        -------
+        Matches
+        """
+        lon = np.asarray(lon, dtype=np.float64)
+        lat = np.asarray(lat, dtype=np.float64)
+        n = len(lon)
+        if n == 0 or len(self.fences) == 0:
+            return _empty_matches(n)
+        # Distinct positions: fixed cameras give many reads at one coordinate.
+        key = lon + 1j * lat
+        ukey, inv = np.unique(key, return_inverse=True)
+        if len(ukey) < 0.9 * n:
+            um = self._match_distinct(ukey.real.copy(), ukey.imag.copy())
+            return um.take(inv.ravel())
+        return self._match_distinct(lon, lat)
+
+    def _match_distinct(self, lon: np.ndarray, lat: np.ndarray) -> Matches:
+        n = len(lon)
+        f = self.fences
+        read, piece = self.index.candidates(lon, lat)
+        if len(read) == 0:
+            return _empty_matches(n)
+        x, y, z = ecef(lon, lat)
+        east, north = f.frames.enu(piece, x[read], y[read], z[read])
+        r = np.hypot(east, north)
+        limit = f.limit_m[piece]
+        dist = np.full(len(read), np.inf)
+        pt = f.is_point[piece]
+        dist[pt] = np.maximum(r[pt] - f.footprint_m[piece[pt]], 0.0)
+        # Areas and lines: the read is at least r - radius from the piece.
+        area = np.flatnonzero(~pt & (r - f.radius_m[piece] <= limit))
+        if len(area):
+            dist[area] = shapely.distance(shapely.points(east[area], north[area]), f.geom[piece[area]])
+        keep = np.flatnonzero(dist <= limit)
+        read, site, dist = read[keep], f.site[piece[keep]], dist[keep]
+        # One entry per (read, site): the nearest of the site's pieces.
+        order = np.lexsort((dist, site, read))
+        read, site, dist = read[order], site[order], dist[order]
+        first = np.ones(len(read), dtype=bool)
+        first[1:] = (read[1:] != read[:-1]) | (site[1:] != site[:-1])
+        read, site, dist = read[first], site[first], dist[first]
+        order = np.lexsort((site, dist, read))
+        read, site, dist = read[order], site[order], dist[order]
+        ptr = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(read, minlength=n), out=ptr[1:])
+        return Matches(ptr, site, dist)
+
+
+__all__ = ["Engine", "Fences", "Matches"]

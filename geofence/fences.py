@@ -1,0 +1,245 @@
+"""Compile sites and a policy into fences: per-piece tangent planes, limits and boxes.
+
+A *fence* is one piece of one site together with the distance that applies to it.
+Small sites are one piece; multi-part sites give a piece per part; parts larger than
+:data:`geofence.geodesy.MAX_PIECE_RADIUS_M` are densified along their geodesic edges and
+cut into pieces so that every read that can match lies within ~2 km of the origin of the
+plane it is measured in. The distance from a read to a site is the minimum over the
+site's pieces, which is exact because the pieces' union is the site.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from pyproj import Geod
+
+from geofence.geodesy import (
+    M_PER_DEG_LAT_MIN,
+    M_PER_DEG_LON_EQ_MIN,
+    MAX_PIECE_RADIUS_M,
+    Frames,
+)
+from geofence.model import Policy
+
+_GEOD = Geod(ellps="WGS84")
+_DENSIFY_M = 50.0  # geodesic densification step before cutting a large site (sagitta < 0.1 mm)
+_CUT_DEG = 0.018  # ~2 km cut cells in latitude for large sites
+
+
+@dataclass
+class Fences:
+    """Fences as parallel arrays (one entry per piece), plus the per-site table.
+
+    Attributes
+    ----------
+    site : numpy.ndarray
+        int64 index into the per-site arrays (``site_id`` ...) of each piece.
+    frames : Frames
+        The tangent plane of each piece.
+    geom : numpy.ndarray
+        Piece geometry in its plane (metres); for point pieces the point (0, 0).
+    is_point : numpy.ndarray
+        bool; point pieces are measured with ``hypot`` and need no GEOS call.
+    footprint_m : numpy.ndarray
+        Radius a point site is grown by (0 for areas and lines).
+    limit_m : numpy.ndarray
+        Fence distance from the (grown) site edge: a read matches when its distance
+        is at most this.
+    radius_m : numpy.ndarray
+        Largest distance from the plane origin to the piece (for a cheap reject).
+    bounds : numpy.ndarray
+        (n, 4) lon/lat box of everything within ``limit_m`` (+ footprint) of the piece,
+        grown conservatively; ``minlon > maxlon`` never happens: boxes that cross the
+        antimeridian are stored twice (see :attr:`box_piece`).
+    box_piece : numpy.ndarray
+        Piece index of each row of ``bounds``.
+    """
+
+    site: np.ndarray
+    frames: Frames
+    geom: np.ndarray
+    is_point: np.ndarray
+    footprint_m: np.ndarray
+    limit_m: np.ndarray
+    radius_m: np.ndarray
+    bounds: np.ndarray
+    box_piece: np.ndarray
+    # per-site table
+    site_id: np.ndarray
+    site_name: np.ndarray
+    site_category: np.ndarray
+    site_source: np.ndarray
+    categories: tuple[str, ...]
+    site_cat_code: np.ndarray  # int index into ``categories``
+
+    def __len__(self) -> int:
+        return len(self.site)
+
+    @property
+    def n_sites(self) -> int:
+        """Number of fenced sites."""
+        return len(self.site_id)
+
+
+def compile_fences(sites, policy: Policy) -> tuple[Fences, dict[str, int]]:
+    """Build the fences of every site whose category the policy covers.
+
+    Parameters
+    ----------
+    sites : geopandas.GeoDataFrame
+        Sites in EPSG:4326 with ``site_id``, ``name``, ``category``, ``source`` columns,
+        as :func:`geofence.layers.load_layers` returns them.
+    policy : Policy
+        The rules; sites of categories it does not cover are left out and counted.
+
+    Returns
+    -------
+    fences : Fences
+    skipped : dict
+        Number of sites left out, by category, because no chosen pack covers it.
+    """
+    cats = sites["category"].astype(str).to_numpy()
+    covered = np.isin(cats, list(policy.categories))
+    skipped: dict[str, int] = {}
+    if not covered.all():
+        u, c = np.unique(cats[~covered], return_counts=True)
+        skipped = {str(k): int(v) for k, v in zip(u, c, strict=True)}
+    sel = sites[covered]
+    categories = tuple(sorted(policy.categories))
+    cat_code = np.searchsorted(categories, sel["category"].astype(str).to_numpy())
+    buffer_by_code = np.array([policy.categories[c].buffer_m for c in categories], dtype=np.float64)
+    foot_by_code = np.array([policy.categories[c].footprint_m for c in categories], dtype=np.float64)
+
+    geoms = np.asarray(sel.geometry.values, dtype=object)
+    parts, part_site = shapely.get_parts(geoms, return_index=True)
+    part_site = part_site.astype(np.int64)
+    is_point = shapely.get_type_id(parts) == 0
+    # Areas and lines are fenced from their edge; points are first grown by the footprint.
+    footprint = np.where(is_point, foot_by_code[cat_code[part_site]], 0.0)
+    limit = buffer_by_code[cat_code[part_site]]
+
+    parts, part_site, is_point, footprint, limit = _cut_large(parts, part_site, is_point, footprint, limit)
+
+    origin = shapely.point_on_surface(parts)
+    frames = Frames(shapely.get_x(origin), shapely.get_y(origin))
+    geom_enu, radius = _to_planes(parts, frames, is_point)
+    bounds, box_piece = _bounds(parts, limit + footprint)
+
+    fences = Fences(
+        site=part_site,
+        frames=frames,
+        geom=geom_enu,
+        is_point=is_point,
+        footprint_m=footprint,
+        limit_m=limit,
+        radius_m=radius,
+        bounds=bounds,
+        box_piece=box_piece,
+        site_id=sel["site_id"].astype(str).to_numpy(dtype=object),
+        site_name=sel["name"].astype(str).to_numpy(dtype=object) if "name" in sel else np.full(len(sel), "", dtype=object),
+        site_category=sel["category"].astype(str).to_numpy(dtype=object),
+        site_source=sel["source"].astype(str).to_numpy(dtype=object) if "source" in sel else np.full(len(sel), "", dtype=object),
+        categories=categories,
+        site_cat_code=cat_code.astype(np.int64),
+    )
+    return fences, skipped
+
+
+def _to_planes(parts: np.ndarray, frames: Frames, is_point: np.ndarray):
+    """Express each piece in its own plane; return the planar geometries and radii."""
+    coords, idx = shapely.get_coordinates(parts, return_index=True)
+    east, north = frames.enu_lonlat(idx, coords[:, 0], coords[:, 1])
+    geom = shapely.set_coordinates(np.array(parts, dtype=object, copy=True), np.column_stack([east, north]))
+    radius = np.zeros(len(parts))
+    np.maximum.at(radius, idx, np.hypot(east, north))
+    radius[is_point] = 0.0
+    return geom, radius
+
+
+def _bounds(parts: np.ndarray, reach_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lon/lat boxes holding everything within ``reach_m`` of each piece, conservatively."""
+    b = shapely.bounds(parts)
+    dlat = reach_m / M_PER_DEG_LAT_MIN
+    miny = np.maximum(b[:, 1] - dlat, -90.0)
+    maxy = np.minimum(b[:, 3] + dlat, 90.0)
+    coslat = np.cos(np.radians(np.maximum(np.abs(miny), np.abs(maxy))))
+    with np.errstate(divide="ignore"):
+        dlon = np.where(coslat > 1e-3, reach_m / (M_PER_DEG_LON_EQ_MIN * np.maximum(coslat, 1e-3)), 360.0)
+    minx = b[:, 0] - dlon
+    maxx = b[:, 2] + dlon
+    polar = (maxy >= 89.0) | (miny <= -89.0) | (dlon >= 180.0)
+    minx = np.where(polar, -180.0, minx)
+    maxx = np.where(polar, 180.0, maxx)
+    piece = np.arange(len(parts))
+    boxes = [np.column_stack([np.maximum(minx, -180.0), miny, np.minimum(maxx, 180.0), maxy])]
+    pieces = [piece]
+    # Boxes crossing the antimeridian get a second box on the other side.
+    west = minx < -180.0
+    if west.any():
+        boxes.append(np.column_stack([minx[west] + 360.0, miny[west], np.full(west.sum(), 180.0), maxy[west]]))
+        pieces.append(piece[west])
+    east = maxx > 180.0
+    if east.any():
+        boxes.append(np.column_stack([np.full(east.sum(), -180.0), miny[east], maxx[east] - 360.0, maxy[east]]))
+        pieces.append(piece[east])
+    return np.concatenate(boxes), np.concatenate(pieces)
+
+
+def _cut_large(parts, part_site, is_point, footprint, limit):
+    """Densify and cut pieces whose extent would strain a single tangent plane."""
+    if len(parts) == 0:
+        return parts, part_site, is_point, footprint, limit
+    origin = shapely.point_on_surface(parts)
+    frames = Frames(shapely.get_x(origin), shapely.get_y(origin))
+    _, radius = _to_planes(parts, frames, is_point)
+    big = np.flatnonzero(radius > MAX_PIECE_RADIUS_M)
+    if len(big) == 0:
+        return parts, part_site, is_point, footprint, limit
+    new_parts, new_src = [], []
+    for i in big:  # few sites are this large; a loop over them is cheap
+        geom = _densify_geodesic(parts[i])
+        minx, miny, maxx, maxy = geom.bounds
+        lat_mid = 0.5 * (miny + maxy)
+        dlon = _CUT_DEG / max(np.cos(np.radians(lat_mid)), 0.05)
+        xs = np.arange(minx, maxx + dlon, dlon)
+        ys = np.arange(miny, maxy + _CUT_DEG, _CUT_DEG)
+        gx, gy = np.meshgrid(xs[:-1] if len(xs) > 1 else xs, ys[:-1] if len(ys) > 1 else ys)
+        cells = shapely.box(gx.ravel(), gy.ravel(), gx.ravel() + dlon, gy.ravel() + _CUT_DEG)
+        pieces = shapely.intersection(geom, cells)
+        pieces = shapely.get_parts(pieces[~shapely.is_empty(pieces)])
+        # keep only pieces of the same dimension as the site (cuts can leave slivers
+        # of lower dimension along shared edges; they add nothing to the distance)
+        pieces = pieces[shapely.get_dimensions(pieces) == shapely.get_dimensions(geom)]
+        new_parts.append(pieces)
+        new_src.append(np.full(len(pieces), i))
+    keep = np.ones(len(parts), dtype=bool)
+    keep[big] = False
+    src = np.concatenate([np.flatnonzero(keep), *new_src])
+    out = np.concatenate([parts[keep], *new_parts])
+    return out, part_site[src], is_point[src], footprint[src], limit[src]
+
+
+def _densify_geodesic(geom):
+    """Insert points along every edge longer than ``_DENSIFY_M`` on its geodesic."""
+
+    def densify_ring(coords: np.ndarray) -> np.ndarray:
+        out = [coords[:1]]
+        for (x0, y0), (x1, y1) in zip(coords[:-1], coords[1:], strict=True):
+            _, _, dist = _GEOD.inv(x0, y0, x1, y1)
+            n = int(dist // _DENSIFY_M)
+            if n > 0:
+                mid = np.asarray(_GEOD.npts(x0, y0, x1, y1, n), dtype=np.float64).reshape(-1, 2)
+                out.append(mid)
+            out.append(np.array([[x1, y1]]))
+        return np.concatenate(out)
+
+    if geom.geom_type == "Polygon":
+        shell = densify_ring(np.asarray(geom.exterior.coords)[:, :2])
+        holes = [densify_ring(np.asarray(r.coords)[:, :2]) for r in geom.interiors]
+        return shapely.Polygon(shell, holes)
+    if geom.geom_type == "LineString":
+        return shapely.LineString(densify_ring(np.asarray(geom.coords)[:, :2]))
+    return geom

@@ -1,0 +1,102 @@
+"""A uniform lon/lat grid over the fences' boxes: whole-array candidate search.
+
+Why a grid and not an R-tree here: the reads come in arrays of hundreds of thousands and
+the fences are small and similar in size, so a cell lookup is one ``searchsorted`` over
+the batch, where shapely's STRtree costs a tree walk per read
+(exact-distance.md measured 1.8 s per million reads for the tree query alone).
+The grid is only a pre-filter: every fence whose box touches a read's cell is a
+candidate, and the exact test decides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geofence.fences import Fences
+
+
+class GridIndex:
+    """Candidate (read, piece) pairs from a sparse grid of lon/lat cells.
+
+    Parameters
+    ----------
+    fences : Fences
+        The compiled fences; their ``bounds`` rows are registered in every cell they touch.
+    cell_deg : float, optional
+        Cell height in degrees of latitude; by default about the median fence box.
+    """
+
+    def __init__(self, fences: Fences, cell_deg: float | None = None) -> None:
+        b = fences.bounds
+        self.n_pieces = len(fences)
+        if len(b) == 0:
+            self.cell_lat = self.cell_lon = 1.0
+            self.nx = 360
+            self.keys = np.empty(0, np.int64)
+            self.start = np.empty(0, np.int64)
+            self.count = np.empty(0, np.int64)
+            self.piece = np.empty(0, np.int64)
+            return
+        if cell_deg is None:
+            cell_deg = float(np.clip(np.median(b[:, 3] - b[:, 1]), 1e-4, 1.0))
+        mid_lat = float(np.median(0.5 * (b[:, 1] + b[:, 3])))
+        self.cell_lat = cell_deg
+        # square-ish cells in metres at the typical latitude; any choice is correct
+        self.cell_lon = min(cell_deg / max(np.cos(np.radians(mid_lat)), 0.1), 360.0)
+        self.nx = int(np.ceil(360.0 / self.cell_lon)) + 1
+
+        ix0, iy0 = self._cell(b[:, 0], b[:, 1])
+        ix1, iy1 = self._cell(b[:, 2], b[:, 3])
+        kx = ix1 - ix0 + 1
+        ky = iy1 - iy0 + 1
+        n = kx * ky
+        # Boxes spanning very many cells (polar fences, continent-sized lines) would
+        # blow the table up; they are few and are checked against every read instead.
+        huge = n > 4096
+        self.always = fences.box_piece[huge]
+        ok = ~huge
+        ix0, iy0, kx, n = ix0[ok], iy0[ok], kx[ok], n[ok]
+        piece = np.repeat(fences.box_piece[ok], n)
+        first = np.repeat(np.cumsum(n) - n, n)
+        local = np.arange(int(n.sum()), dtype=np.int64) - first
+        kxr = np.repeat(kx, n)
+        cx = np.repeat(ix0, n) + local % kxr
+        cy = np.repeat(iy0, n) + local // kxr
+        key = cy * self.nx + cx
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        self.piece = piece[order]
+        self.keys, self.start, self.count = np.unique(key, return_index=True, return_counts=True)
+
+    def _cell(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ix = np.floor((np.asarray(lon) + 180.0) / self.cell_lon).astype(np.int64)
+        iy = np.floor((np.asarray(lat) + 90.0) / self.cell_lat).astype(np.int64)
+        return ix, iy
+
+    def candidates(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(read, piece)`` index arrays of every pair worth an exact test.
+
+        Parameters
+        ----------
+        lon, lat : numpy.ndarray
+            Read positions in degrees; all finite.
+        """
+        if len(self.keys) == 0 and len(getattr(self, "always", ())) == 0:
+            e = np.empty(0, np.int64)
+            return e, e
+        ix, iy = self._cell(lon, lat)
+        key = iy * self.nx + ix
+        pos = np.searchsorted(self.keys, key)
+        pos = np.minimum(pos, max(len(self.keys) - 1, 0))
+        hit = self.keys[pos] == key if len(self.keys) else np.zeros(len(key), bool)
+        reads = np.flatnonzero(hit)
+        cnt = self.count[pos[reads]]
+        total = int(cnt.sum())
+        read_idx = np.repeat(reads, cnt)
+        first = np.repeat(np.cumsum(cnt) - cnt, cnt)
+        piece_idx = self.piece[np.repeat(self.start[pos[reads]], cnt) + np.arange(total) - first]
+        if len(self.always):
+            n = len(lon)
+            read_idx = np.concatenate([read_idx, np.repeat(np.arange(n), len(self.always))])
+            piece_idx = np.concatenate([piece_idx, np.tile(self.always, n)])
+        return read_idx, piece_idx
