@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import shapely
+import pandas as pd
 
 from geofence.fences import Fences, compile_fences
 from geofence.geodesy import ecef
@@ -106,12 +106,12 @@ class Engine:
         n = len(lon)
         if n == 0 or len(self.fences) == 0:
             return _empty_matches(n)
-        # Distinct positions: fixed cameras give many reads at one coordinate.
-        key = lon + 1j * lat
-        ukey, inv = np.unique(key, return_inverse=True)
+        # Distinct positions: fixed cameras give many reads at one coordinate (issue #5).
+        # A hash factorisation is O(n); the order of the distinct keys does not matter.
+        inv, ukey = pd.factorize(lon + 1j * lat)
         if len(ukey) < 0.9 * n:
-            um = self._match_distinct(ukey.real.copy(), ukey.imag.copy())
-            return um.take(inv.ravel())
+            um = self._match_distinct(np.ascontiguousarray(ukey.real), np.ascontiguousarray(ukey.imag))
+            return um.take(inv)
         return self._match_distinct(lon, lat)
 
     def _match_distinct(self, lon: np.ndarray, lat: np.ndarray) -> Matches:
@@ -130,19 +130,32 @@ class Engine:
         # Areas and lines: the read is at least r - radius from the piece.
         area = np.flatnonzero(~pt & (r - f.radius_m[piece] <= limit))
         if len(area):
-            dist[area] = shapely.distance(shapely.points(east[area], north[area]), f.geom[piece[area]])
+            dist[area] = f.segments.distance(piece[area], east[area], north[area])
         keep = np.flatnonzero(dist <= limit)
+        # candidates come grouped by read (ascending), so only reads with several
+        # matches need sorting: by distance, then site, after merging a site's pieces
         read, site, dist = read[keep], f.site[piece[keep]], dist[keep]
-        # One entry per (read, site): the nearest of the site's pieces.
-        order = np.lexsort((dist, site, read))
-        read, site, dist = read[order], site[order], dist[order]
-        first = np.ones(len(read), dtype=bool)
-        first[1:] = (read[1:] != read[:-1]) | (site[1:] != site[:-1])
-        read, site, dist = read[first], site[first], dist[first]
-        order = np.lexsort((site, dist, read))
-        read, site, dist = read[order], site[order], dist[order]
+        cnt = np.bincount(read, minlength=n)
+        multi = np.flatnonzero(cnt[read] > 1)
+        if len(multi):
+            r, s_, d = read[multi], site[multi], dist[multi]
+            if f.multi_piece:
+                # one entry per (read, site): the nearest of the site's pieces
+                o = np.lexsort((d, s_, r))
+                r, s_, d = r[o], s_[o], d[o]
+                first = np.ones(len(r), dtype=bool)
+                first[1:] = (r[1:] != r[:-1]) | (s_[1:] != s_[:-1])
+                r, s_, d = r[first], s_[first], d[first]
+            o = np.lexsort((s_, d, r))
+            single = np.flatnonzero(cnt[read] == 1)
+            read = np.concatenate([read[single], r[o]])
+            site = np.concatenate([site[single], s_[o]])
+            dist = np.concatenate([dist[single], d[o]])
+            o = np.argsort(read, kind="stable")
+            read, site, dist = read[o], site[o], dist[o]
+            cnt = np.bincount(read, minlength=n)
         ptr = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(read, minlength=n), out=ptr[1:])
+        np.cumsum(cnt, out=ptr[1:])
         return Matches(ptr, site, dist)
 
 
