@@ -1,0 +1,101 @@
+"""``geofence filter`` and ``geofence verify``: the pre-sharing hook on files and pipes."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+
+import click
+
+from geofence.cli import cli, setup_logging
+from geofence.cli.options import policy_options, quiet_opt, reading_options, verbose_opt
+from geofence.jurisdictions import RECIPIENT_TYPES
+
+
+def _as_of(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 time such as 2025-03-01T00:00:00Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
+
+
+@cli.command("filter")
+@click.argument("reads")
+@policy_options
+@reading_options
+@click.option("--recipient", required=True, help="Receiving agency or organisation.")
+@click.option("--recipient-type", required=True, type=click.Choice(RECIPIENT_TYPES), help="Kind of recipient.")
+@click.option("--recipient-state", default=None, help="Two-letter state of the recipient.")
+@click.option("--purpose", required=True, help="Purpose of the share (checked against purpose rules).")
+@click.option("--user", required=True, help="Username of the person sharing (audit log).")
+@click.option("--sender", default=None, help="Sending agency (audit log: organisation).")
+@click.option("--sender-state", default=None, help="Two-letter state of the sender; selects layers/jurisdictions/XX.toml.")
+@click.option("--declaration", default=None, help="Reference of a recipient's written declaration (Illinois).")
+@click.option("-o", "--out", required=True, help="Shared rows (input format, bytes unchanged), or - for stdout.")
+@click.option("--withheld", required=True, help="Withheld rows with reason, category, site_id, distance_m.")
+@click.option("--manifest", required=True, help="Manifest JSON for the recipient to verify.")
+@click.option("--audit-log", default=None, help="Append one JSON line per run (Civ. Code 1798.90.52 fields).")
+@click.option("--max-age-days", type=click.FloatRange(min=0), default=None, help="Withhold reads older than this.")
+@click.option("--as-of", callback=_as_of, default=None, help="Reference time for --max-age-days (default now).")
+@click.option("--deterministic", is_flag=True, help="Fix the run-time field so reruns are byte-identical.")
+@verbose_opt
+@quiet_opt
+def filter_cmd(reads, layer_paths, crs, policy_names, tier, distance_overrides, columns, timezone, batch_size, recipient, recipient_type, recipient_state, purpose, user, sender, sender_state, declaration, out, withheld, manifest, audit_log, max_age_days, as_of, deterministic, verbose, quiet):
+    """Withhold reads near sensitive sites, and refuse forbidden recipients, before sharing.
+
+    Exit codes: 0 shared, 4 recipient refused (nothing shared), 1 bad input.
+
+    \b
+    Example:
+      geofence filter reads.csv --layers schools.geojson --sender-state CA \\
+        --recipient "Oakland PD" --recipient-type ca-public --purpose "robbery 24-1234" \\
+        --user jdoe -o shared.csv --withheld withheld.csv --manifest manifest.json
+    """
+    from geofence.hook import run_filter
+    from geofence.jurisdictions import Recipient
+
+    setup_logging(verbose, quiet)
+    rec = Recipient(recipient, recipient_type, recipient_state, purpose, declaration)
+    doc = run_filter(
+        reads, list(layer_paths), recipient=rec, user=user, out=out, withheld=withheld, manifest=manifest,
+        sender=sender, sender_state=sender_state, policy=list(policy_names) or None, tier=tier,
+        distances={k: float(v) for k, v in distance_overrides.items()}, crs=crs, audit_log=audit_log,
+        max_age_days=max_age_days, now=as_of, columns=columns, timezone=timezone, batch_size=batch_size,
+        deterministic=deterministic,
+    )
+    if not quiet:
+        c = doc["counts"]
+        why = ", ".join(f"{k} {v:,}" for k, v in c["withheld_by_reason"].items()) or "none"
+        click.echo(f"geofence: {c['reads_in']:,} reads: {c['reads_shared']:,} shared, {c['reads_withheld']:,} withheld ({why})", err=True)
+
+
+@cli.command()
+@click.argument("shared")
+@click.option("--manifest", required=True, help="The manifest written by geofence filter.")
+@click.option("--layers", "layer_paths", multiple=True, help="Re-check every shared read against these layers.")
+@click.option("--policy", "policy_names", multiple=True, help="Packs (default: the manifest's).")
+@reading_options
+@verbose_opt
+@quiet_opt
+def verify(shared, manifest, layer_paths, policy_names, columns, timezone, batch_size, verbose, quiet):
+    """Check a shared file against its manifest: hash, row count, and no read within a fence.
+
+    Exits 0 when everything holds, 5 with one line per finding otherwise.
+
+    \b
+    Example:
+      geofence verify shared.csv --manifest manifest.json --layers schools.geojson
+    """
+    from geofence.hook import verify as run_verify
+
+    setup_logging(verbose, quiet)
+    findings = run_verify(shared, manifest, layers=list(layer_paths) or None, policy=list(policy_names) or None, columns=columns, timezone=timezone)
+    for f in findings:
+        click.echo(f"geofence: verify: {f}", err=True)
+    if findings:
+        sys.exit(5)
+    if not quiet:
+        click.echo("geofence: verify: OK", err=True)

@@ -1,0 +1,93 @@
+"""Options shared by several commands, defined once (as rasterio's ``rio/options.py``)."""
+
+from __future__ import annotations
+
+import click
+
+from geofence.model import TIERS
+
+
+def _split_pairs(ctx, param, value):
+    """Parse ``a=b,c=d`` (repeatable) into a dict."""
+    out: dict[str, str] = {}
+    for item in value or ():
+        for part in item.split(","):
+            if not part.strip():
+                continue
+            key, sep, val = part.partition("=")
+            if not sep or not key.strip() or not val.strip():
+                raise click.BadParameter(f"{part!r} is not FIELD=COLUMN (e.g. lat=Y,lon=X)")
+            out[key.strip()] = val.strip()
+    return out
+
+
+layers_opt = click.option(
+    "--layers",
+    "layer_paths",
+    multiple=True,
+    required=True,
+    metavar="PATH",
+    help="Site layer file or layer definition (.toml); repeat for several.",
+)
+crs_opt = click.option(
+    "--crs", default=None, help="CRS of layers that carry none (e.g. EPSG:2926)."
+)
+policy_opt = click.option(
+    "--policy",
+    "policy_names",
+    multiple=True,
+    metavar="NAME|PATH",
+    help="Policy pack by name or file; repeat. Default: ice-2011 + cbp-2013 + dhs-2021.",
+)
+tier_opt = click.option(
+    "--tier",
+    type=click.Choice(TIERS),
+    default="near",
+    show_default=True,
+    help="Distance tier of every category (at 30 m, near 150 m, vicinity 400 m by default).",
+)
+distance_opt = click.option(
+    "--distance",
+    "distance_overrides",
+    multiple=True,
+    callback=_split_pairs,
+    metavar="CATEGORY=METRES",
+    help="Override a category's distance, e.g. --distance medical=250.",
+)
+columns_opt = click.option(
+    "--columns",
+    multiple=True,
+    callback=_split_pairs,
+    metavar="FIELD=COLUMN,...",
+    help="Name the input columns: lat, lon, timestamp, plate, read_id, camera_id, agency.",
+)
+timezone_opt = click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    help="IANA time zone of timestamps written without an offset.",
+)
+batch_opt = click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Reads per batch (memory vs. speed; never changes results).",
+)
+verbose_opt = click.option(
+    "-v", "--verbose", count=True, help="More detail on stderr; -v shows tracebacks."
+)
+quiet_opt = click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+
+
+def reading_options(f):
+    """Options every command that reads a read log takes."""
+    for opt in reversed((columns_opt, timezone_opt, batch_opt)):
+        f = opt(f)
+    return f
+
+
+def policy_options(f):
+    """Options every command that applies fences takes."""
+    for opt in reversed((layers_opt, crs_opt, policy_opt, tier_opt, distance_opt)):
+        f = opt(f)
+    return f
