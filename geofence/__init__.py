@@ -8,6 +8,10 @@ from __future__ import annotations
 from geofence._version import __version__
 from geofence.errors import GeofenceError
 
+# The module geofence.scan and the function geofence.scan share a name: import the
+# function eagerly so that the package attribute is the function, whatever imports later.
+from geofence.scan import scan  # noqa: E402
+
 __all__ = [
     "GeofenceError",
     "SharingFilter",
@@ -19,7 +23,6 @@ __all__ = [
 ]
 
 _LAZY = {
-    "scan": ("geofence.scan", "scan"),
     "load_layers": ("geofence.layers", "load_layers"),
     "load_policy": ("geofence.policy", "load_policy"),
     "open_reads": ("geofence.reads", "open_reads"),
