@@ -174,7 +174,7 @@ def build_engine(
     sources = []
     if sites is None:
         if not layers:
-            raise UsageError("no site layers given: pass --layers PATH (e.g. sample_data/seattle/schools.geojson)")
+            raise UsageError("no site layers given: pass --layers PATH (e.g. sample_data/seattle/schools.toml)")
         layer = load_layers(list(layers), crs=crs)
         sites, sources = layer.sites, layer.sources
     return Engine(sites, policy), sources

@@ -64,7 +64,7 @@ def scan(reads, layer_paths, crs, policy_names, tier, distance_overrides, column
     \b
     Example:
       geofence scan sample_data/seattle/spd_alpr_2021-10-01_04.csv.gz \\
-        --layers sample_data/seattle/schools.geojson --timezone America/Los_Angeles \\
+        --layers sample_data/seattle/schools.toml --timezone America/Los_Angeles \\
         --out report.geojson --summary summary.json
     """
     from geofence.scan import run_scan

@@ -1,0 +1,3 @@
+"""Import every command module so that each registers its commands on the group."""
+
+from geofence.cli import filter, layers, policies, scan  # noqa: F401
