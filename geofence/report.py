@@ -66,8 +66,8 @@ class ScanTables:
     lon: np.ndarray
     lat: np.ndarray
     match_ptr: np.ndarray
-    match_site_id: np.ndarray
-    match_category: np.ndarray
+    match_site_id: pa.Array
+    match_category: pa.Array
     match_distance_m: np.ndarray
 
 
@@ -101,8 +101,8 @@ def _features(t: ScanTables):
     n = t.flagged.num_rows
     names = list(cols)
     ptr = t.match_ptr
-    ids = t.match_site_id
-    cats = t.match_category
+    ids = t.match_site_id.to_pylist()
+    cats = t.match_category.to_pylist()
     dists = t.match_distance_m.tolist()
     lon = t.lon.tolist()
     lat = t.lat.tolist()
@@ -153,7 +153,13 @@ class GeoJSONSeqWriter(Writer):
 
 
 class CSVWriter(Writer):
-    """One row per flagged read; ``matches`` as ``site_id@distance_m`` joined by ``;``."""
+    """One row per flagged read; ``matches`` as ``site_id@distance_m`` joined by ``;``.
+
+    For large outputs the CSV leaves out ``site_name``, ``tier`` and ``clauses``: they
+    follow from ``site_id`` and ``category`` through the layers and the summary's policy.
+    """
+
+    DROP = ("site_name", "tier", "clauses")
 
     def __init__(self, fh) -> None:
         super().__init__(fh)
@@ -164,12 +170,13 @@ class CSVWriter(Writer):
             return
         offsets = pa.array(t.match_ptr.astype(np.int32))
         entries = pc.binary_join_element_wise(
-            pa.array(t.match_site_id, type=pa.string()),
+            t.match_site_id,
             pc.cast(pa.array(t.match_distance_m), pa.string()),
             "@",
         )
         matches = pc.binary_join(pa.ListArray.from_arrays(offsets, entries), ";")
-        table = t.flagged.append_column("lon", pa.array(t.lon)).append_column("lat", pa.array(t.lat))
+        table = t.flagged.drop_columns([c for c in self.DROP if c in t.flagged.column_names])
+        table = table.append_column("lon", pa.array(t.lon)).append_column("lat", pa.array(t.lat))
         table = table.append_column("matches", matches)
         buf = io.BytesIO()
         pacsv.write_csv(
@@ -219,7 +226,9 @@ class Summary:
         ):
             if values is None or len(values) == 0:
                 continue
-            vc = pc.value_counts(pa.array(values, type=pa.string()).fill_null("(none)"))
+            if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+                values = pa.array(values, type=pa.string())
+            vc = pc.value_counts(pc.fill_null(values.cast(pa.string()), "(none)"))
             for v, k in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
                 counter[v] += k
 

@@ -101,14 +101,15 @@ class Labeller:
         pol = engine.policy
         self.engine = engine
         self.pseudonymizer = pseudonymizer
-        self.site_id = f.site_id
-        self.site_name = f.site_name
-        self.site_category = f.site_category
+        # Arrow arrays once, then `take` per batch: no Python objects per flagged read.
+        self.site_id = pa.array(f.site_id, type=pa.string())
+        self.site_name = pa.array(f.site_name, type=pa.string())
+        self.site_category = pa.array(f.site_category, type=pa.string())
         cats = f.categories
         rules = [pol.categories[c] for c in cats]
         self.cat_buffer = np.array([r.buffer_m for r in rules])
-        self.cat_packs = np.array([";".join(r.packs) for r in rules], dtype=object)
-        self.cat_clauses = np.array([";".join(f"{c.pack}:{c.clause_id}" for c in r.clauses) for r in rules], dtype=object)
+        self.cat_packs = pa.array([";".join(r.packs) for r in rules], type=pa.string())
+        self.cat_clauses = pa.array([";".join(f"{c.pack}:{c.clause_id}" for c in r.clauses) for r in rules], type=pa.string())
         self.site_cat = f.site_cat_code
         self.tier = pol.tier
 
@@ -129,22 +130,25 @@ class Labeller:
             if name == "plate" and self.pseudonymizer is not None:
                 col = self.pseudonymizer(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
             out[name] = col
-        out["site_id"] = pa.array(self.site_id[near_site], type=pa.string())
-        out["site_name"] = pa.array(self.site_name[near_site], type=pa.string())
-        out["category"] = pa.array(self.site_category[near_site], type=pa.string())
+        # Dictionary arrays: zero-copy views of the per-site and per-category strings.
+        near = pa.array(near_site.astype(np.int32))
+        cat_idx = pa.array(cat.astype(np.int32))
+        out["site_id"] = pa.DictionaryArray.from_arrays(near, self.site_id)
+        out["site_name"] = pa.DictionaryArray.from_arrays(near, self.site_name)
+        out["category"] = pa.DictionaryArray.from_arrays(near, self.site_category)
         out["distance_m"] = pa.array(np.round(near_dist, DISTANCE_DECIMALS))
         out["buffer_m"] = pa.array(self.cat_buffer[cat])
-        out["tier"] = pa.array([self.tier] * len(flagged), type=pa.string())
-        out["packs"] = pa.array(self.cat_packs[cat], type=pa.string())
-        out["clauses"] = pa.array(self.cat_clauses[cat], type=pa.string())
+        out["tier"] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(flagged), np.int32)), pa.array([self.tier]))
+        out["packs"] = pa.DictionaryArray.from_arrays(cat_idx, self.cat_packs)
+        out["clauses"] = pa.DictionaryArray.from_arrays(cat_idx, self.cat_clauses)
         out["n_matches"] = pa.array(fm.count)
         return ScanTables(
             flagged=pa.table(out),
             lon=res.batch.lon[flagged],
             lat=res.batch.lat[flagged],
             match_ptr=fm.ptr,
-            match_site_id=self.site_id[fm.site],
-            match_category=self.site_category[fm.site],
+            match_site_id=self.site_id.take(pa.array(fm.site)),
+            match_category=self.site_category.take(pa.array(fm.site)),
             match_distance_m=np.round(fm.distance_m, DISTANCE_DECIMALS),
         )
 
@@ -239,10 +243,11 @@ def scan(
     with iter_reads(reads, columns=columns, timezone=timezone, batch_size=batch_size) as stream:
         for res in scan_batches(stream, engine):
             t = lab.tables(res)
-            df = t.flagged.to_pandas()
+            df = _decoded(t.flagged).to_pandas()
+            ids, cats = t.match_site_id.to_pylist(), t.match_category.to_pylist()
             df["matches"] = [
                 [
-                    {"site_id": t.match_site_id[j], "category": t.match_category[j], "distance_m": float(t.match_distance_m[j])}
+                    {"site_id": ids[j], "category": cats[j], "distance_m": float(t.match_distance_m[j])}
                     for j in range(t.match_ptr[i], t.match_ptr[i + 1])
                 ]
                 for i in range(len(df))
@@ -253,6 +258,12 @@ def scan(
     import pandas as pd
 
     return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs="EPSG:4326")
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """The table with dictionary columns turned back into plain ones."""
+    cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    return pa.table(cols, names=table.column_names)
 
 
 def write_rejects_rows(fh, stream, res: ScanResult, header_written: list) -> None:
