@@ -22,7 +22,7 @@ import pandas as pd
 from geofence.fences import Fences, compile_fences
 from geofence.geodesy import ecef
 from geofence.index import GridIndex
-from geofence.model import Policy
+from geofence.model import NO_TIME, Policy
 
 
 @dataclass
@@ -80,7 +80,28 @@ class Engine:
     def __init__(self, sites, policy: Policy) -> None:
         self.policy = policy
         self.fences, self.skipped = compile_fences(sites, policy)
-        self.index = GridIndex(self.fences)
+        f = self.fences
+        temporal = np.array([policy.categories[c].temporal == "event" for c in f.categories], dtype=bool)
+        event_site = temporal[f.site_cat_code] if f.n_sites else np.zeros(0, bool)
+        # Permanent fences go to the grid; event fences to an rtree over space and time
+        # (issue #7) so that events can be added or removed without rebuilding.
+        self.index = GridIndex(f, piece_mask=~event_site[f.site])
+        self.windows = None
+        self.events = None
+        self.event_sites = np.flatnonzero(event_site)
+        if len(self.event_sites):
+            from geofence.events import EventIndex, EventWindows
+
+            covered = sites[sites["category"].astype(str).isin(list(policy.categories))]
+            self.windows = EventWindows.from_sites(covered.iloc[self.event_sites], policy)
+            self.window_row = np.full(f.n_sites, -1, np.int64)
+            self.window_row[self.event_sites] = np.arange(len(self.event_sites))
+            lo, hi = self.windows.span_us()
+            self.events = EventIndex()
+            for b, piece in zip(f.bounds.tolist(), f.box_piece.tolist(), strict=True):
+                row = self.window_row[f.site[piece]]
+                if row >= 0:
+                    self.events.insert(piece, tuple(b), int(lo[row]), int(hi[row]))
 
     @property
     def n_sites(self) -> int:
@@ -111,15 +132,39 @@ class Engine:
         inv, ukey = pd.factorize(lon + 1j * lat)
         if len(ukey) < 0.9 * n:
             um = self._match_distinct(np.ascontiguousarray(ukey.real), np.ascontiguousarray(ukey.imag))
-            return um.take(inv)
-        return self._match_distinct(lon, lat)
+            m = um.take(inv)
+        else:
+            m = self._match_distinct(lon, lat)
+        if self.events is None:
+            return m
+        return self._with_events(m, lon, lat, time_us)
 
-    def _match_distinct(self, lon: np.ndarray, lat: np.ndarray) -> Matches:
+    def _with_events(self, m: Matches, lon, lat, time_us) -> Matches:
+        """Add the matches of event fences active at each read's time (issue #7)."""
         n = len(lon)
+        if time_us is None:
+            time_us = np.full(n, NO_TIME, np.int64)
+        read, piece = self.events.query(lon, lat, time_us)
+        read, site, dist = self._exact(lon, lat, read, piece)
+        untimed = np.zeros(n, bool)
+        if len(read):
+            t = time_us[read]
+            timed = t != NO_TIME
+            untimed[read[~timed]] = True
+            ok = np.zeros(len(read), bool)
+            ok[timed] = self.windows.active(self.window_row[site[timed]], t[timed])
+            read, site, dist = read[ok], site[ok], dist[ok]
+        base = np.repeat(np.arange(n), m.count)
+        out = _to_matches(n, np.concatenate([base, read]), np.concatenate([m.site, site]), np.concatenate([m.distance_m, dist]), sorted_reads=False, multi_piece=True)
+        out.untimed = untimed
+        return out
+
+    def _exact(self, lon, lat, read, piece):
+        """Exact distances of candidate pairs; keep those within their fence."""
         f = self.fences
-        read, piece = self.index.candidates(lon, lat)
         if len(read) == 0:
-            return _empty_matches(n)
+            e = np.empty(0, np.int64)
+            return e, e, np.empty(0)
         x, y, z = ecef(lon, lat)
         east, north = f.frames.enu(piece, x[read], y[read], z[read])
         r = np.hypot(east, north)
@@ -132,31 +177,43 @@ class Engine:
         if len(area):
             dist[area] = f.segments.distance(piece[area], east[area], north[area])
         keep = np.flatnonzero(dist <= limit)
-        # candidates come grouped by read (ascending), so only reads with several
-        # matches need sorting: by distance, then site, after merging a site's pieces
-        read, site, dist = read[keep], f.site[piece[keep]], dist[keep]
+        return read[keep], f.site[piece[keep]], dist[keep]
+
+    def _match_distinct(self, lon: np.ndarray, lat: np.ndarray) -> Matches:
+        read, piece = self.index.candidates(lon, lat)
+        read, site, dist = self._exact(lon, lat, read, piece)
+        return _to_matches(len(lon), read, site, dist, sorted_reads=True, multi_piece=self.fences.multi_piece)
+
+
+def _to_matches(n, read, site, dist, *, sorted_reads: bool, multi_piece: bool) -> Matches:
+    """Compressed rows of (read, site, distance) pairs: one per site, nearest first."""
+    if not sorted_reads:
+        o = np.argsort(read, kind="stable")
+        read, site, dist = read[o], site[o], dist[o]
+    # candidates come grouped by read (ascending), so only reads with several
+    # matches need sorting: by distance, then site, after merging a site's pieces
+    cnt = np.bincount(read, minlength=n)
+    multi = np.flatnonzero(cnt[read] > 1)
+    if len(multi):
+        r, s_, d = read[multi], site[multi], dist[multi]
+        if multi_piece:
+            # one entry per (read, site): the nearest of the site's pieces
+            o = np.lexsort((d, s_, r))
+            r, s_, d = r[o], s_[o], d[o]
+            first = np.ones(len(r), dtype=bool)
+            first[1:] = (r[1:] != r[:-1]) | (s_[1:] != s_[:-1])
+            r, s_, d = r[first], s_[first], d[first]
+        o = np.lexsort((s_, d, r))
+        single = np.flatnonzero(cnt[read] == 1)
+        read = np.concatenate([read[single], r[o]])
+        site = np.concatenate([site[single], s_[o]])
+        dist = np.concatenate([dist[single], d[o]])
+        o = np.argsort(read, kind="stable")
+        read, site, dist = read[o], site[o], dist[o]
         cnt = np.bincount(read, minlength=n)
-        multi = np.flatnonzero(cnt[read] > 1)
-        if len(multi):
-            r, s_, d = read[multi], site[multi], dist[multi]
-            if f.multi_piece:
-                # one entry per (read, site): the nearest of the site's pieces
-                o = np.lexsort((d, s_, r))
-                r, s_, d = r[o], s_[o], d[o]
-                first = np.ones(len(r), dtype=bool)
-                first[1:] = (r[1:] != r[:-1]) | (s_[1:] != s_[:-1])
-                r, s_, d = r[first], s_[first], d[first]
-            o = np.lexsort((s_, d, r))
-            single = np.flatnonzero(cnt[read] == 1)
-            read = np.concatenate([read[single], r[o]])
-            site = np.concatenate([site[single], s_[o]])
-            dist = np.concatenate([dist[single], d[o]])
-            o = np.argsort(read, kind="stable")
-            read, site, dist = read[o], site[o], dist[o]
-            cnt = np.bincount(read, minlength=n)
-        ptr = np.zeros(n + 1, np.int64)
-        np.cumsum(cnt, out=ptr[1:])
-        return Matches(ptr, site, dist)
+    ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(cnt, out=ptr[1:])
+    return Matches(ptr, site, dist)
 
 
 __all__ = ["Engine", "Fences", "Matches"]

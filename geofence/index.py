@@ -26,8 +26,10 @@ class GridIndex:
         Cell height in degrees of latitude; by default about the median fence box.
     """
 
-    def __init__(self, fences: Fences, cell_deg: float | None = None) -> None:
-        b = fences.bounds
+    def __init__(self, fences: Fences, cell_deg: float | None = None, piece_mask: np.ndarray | None = None) -> None:
+        keep = np.ones(len(fences.box_piece), bool) if piece_mask is None else piece_mask[fences.box_piece]
+        b = fences.bounds[keep]
+        box_piece = fences.box_piece[keep]
         self.n_pieces = len(fences)
         if len(b) == 0:
             self.cell_lat = self.cell_lon = 1.0
@@ -36,6 +38,7 @@ class GridIndex:
             self.start = np.empty(0, np.int64)
             self.count = np.empty(0, np.int64)
             self.piece = np.empty(0, np.int64)
+            self.always = np.empty(0, np.int64)
             return
         if cell_deg is None:
             cell_deg = float(np.clip(np.median(b[:, 3] - b[:, 1]), 1e-4, 1.0))
@@ -53,10 +56,10 @@ class GridIndex:
         # Boxes spanning very many cells (polar fences, continent-sized lines) would
         # blow the table up; they are few and are checked against every read instead.
         huge = n > 4096
-        self.always = fences.box_piece[huge]
+        self.always = box_piece[huge]
         ok = ~huge
         ix0, iy0, kx, n = ix0[ok], iy0[ok], kx[ok], n[ok]
-        piece = np.repeat(fences.box_piece[ok], n)
+        piece = np.repeat(box_piece[ok], n)
         first = np.repeat(np.cumsum(n) - n, n)
         local = np.arange(int(n.sum()), dtype=np.int64) - first
         kxr = np.repeat(kx, n)

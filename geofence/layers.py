@@ -606,7 +606,9 @@ def _read_file(spec: _Spec, limit: int) -> tuple[pd.DataFrame, np.ndarray, np.nd
                 n = pyogrio.read_info(path, layer=spec.layer)["features"]
                 if n is not None and n >= 0:
                     _check_feature_count(path, n, limit)
-            gdf = pyogrio.read_dataframe(source, layer=spec.layer, max_features=limit + 1)
+            # datetime_as_string: event windows are read by geofence.events, which knows
+            # their time zones; GDAL would read a naive "14:00" as UTC (issue #7).
+            gdf = pyogrio.read_dataframe(source, layer=spec.layer, max_features=limit + 1, datetime_as_string=True)
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
             raise LayerError(f"{path.name}: cannot be read as {label}: {exc}") from exc
         _check_feature_count(path, len(gdf), limit)

@@ -1,3 +1,3 @@
 """Import every command module so that each registers its commands on the group."""
 
-from geofence.cli import filter, layers, policies, scan  # noqa: F401
+from geofence.cli import events, filter, layers, policies, scan  # noqa: F401
