@@ -8,10 +8,6 @@ from __future__ import annotations
 from geofence._version import __version__
 from geofence.errors import GeofenceError
 
-# The module geofence.scan and the function geofence.scan share a name: import the
-# function eagerly so that the package attribute is the function, whatever imports later.
-from geofence.scan import scan  # noqa: E402
-
 __all__ = [
     "GeofenceError",
     "SharingFilter",
@@ -23,6 +19,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "scan": ("geofence.scan", None),  # the module, callable as geofence.scan.scan
     "load_layers": ("geofence.layers", "load_layers"),
     "load_policy": ("geofence.policy", "load_policy"),
     "open_reads": ("geofence.reads", "open_reads"),
@@ -35,5 +32,6 @@ def __getattr__(name: str):
         import importlib
 
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        mod = importlib.import_module(module)
+        return mod if attr is None else getattr(mod, attr)
     raise AttributeError(f"module 'geofence' has no attribute {name!r}")

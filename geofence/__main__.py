@@ -1,3 +1,3 @@
-from geofence.cli import cli
+from geofence._main import main
 
-cli()
+main()

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from geofence.errors import GeofenceError
+
 
 class _HashingWriter:
     """A binary writer that also keeps the SHA-256 and size of what went through it."""
@@ -59,8 +61,11 @@ def atomic_output(path: str | os.PathLike) -> Iterator[_HashingWriter]:
         sys.stdout.buffer.flush()
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
+    except OSError as exc:
+        raise GeofenceError(f"{target}: cannot write there ({exc.strerror}); choose another output path") from None
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
             w = _HashingWriter(fh)

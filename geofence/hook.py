@@ -91,13 +91,14 @@ class SharingFilter:
         max_age_days: float | None = None,
         now: _dt.datetime | None = None,
         crs: str | None = None,
+        limits: Mapping[str, int] | None = None,
     ) -> None:
         self.recipient = recipient
         self.sender_state = sender_state
         self.decision: Decision = (
             check_recipient(recipient, sender_state) if recipient is not None else Decision(True, None, "no recipient given")
         )
-        self.engine, self.layer_sources = build_engine(layers, sites=sites, policy=policy, tier=tier, distances=distances, crs=crs)
+        self.engine, self.layer_sources = build_engine(layers, sites=sites, policy=policy, tier=tier, distances=distances, crs=crs, limits=limits)
         self.max_age_days = max_age_days
         now = now or _dt.datetime.now(_dt.UTC)
         if now.tzinfo is None:
@@ -232,6 +233,7 @@ def run_filter(
     timezone: str = "UTC",
     batch_size: int | None = None,
     deterministic: bool = False,
+    limits: Mapping[str, int] | None = None,
 ) -> dict:
     """Filter a read log for sharing; write shared rows, withheld rows, manifest, audit line.
 
@@ -250,12 +252,12 @@ def run_filter(
         When the recipient rules forbid the share (after writing the manifest, the
         audit line and an OUT file with the header only).
     """
-    filt = SharingFilter(layers, policy=policy, tier=tier, distances=distances, recipient=recipient, sender_state=sender_state, max_age_days=max_age_days, now=now, crs=crs)
+    filt = SharingFilter(layers, policy=policy, tier=tier, distances=distances, recipient=recipient, sender_state=sender_state, max_age_days=max_age_days, now=now, crs=crs, limits=limits)
     by_reason: Counter = Counter()
     by_category: Counter = Counter()
     n_in = n_shared = 0
     with contextlib.ExitStack() as stack:
-        stream = stack.enter_context(iter_reads(source, columns=columns, timezone=timezone, batch_size=batch_size, keep_raw=True))
+        stream = stack.enter_context(iter_reads(source, columns=columns, timezone=timezone, batch_size=batch_size, keep_raw=True, limits=limits))
         out_fh = stack.enter_context(atomic_output(out))
         wh_fh = stack.enter_context(atomic_output(withheld))
         header = (b"\xef\xbb\xbf" if getattr(stream, "bom", False) else b"") + stream.header
@@ -288,8 +290,9 @@ def run_filter(
         # the writers' hashes are final once every row is written
         doc["output"] = {"file": "<stdout>" if str(out) == "-" else Path(str(out)).name, "sha256": out_sha.sha256, "bytes": out_sha.size, "rows": n_shared}
         doc["withheld_file"] = {"file": Path(str(withheld)).name, "sha256": wh_sha.sha256, "rows": n_in - n_shared}
-        with atomic_output(manifest) as fh:
-            fh.write(dumps_summary(doc))
+    # the manifest describes the shared and withheld files: renamed into place after them
+    with atomic_output(manifest) as fh:
+        fh.write(dumps_summary(doc))
     if audit_log is not None:
         append_audit(audit_log, _audit_record(doc))
     if not filt.decision.allowed:
@@ -363,7 +366,14 @@ def verify(
 
     from geofence.atomic import sha256_file
 
-    doc = json.loads(Path(manifest).read_text(encoding="utf-8"))
+    try:
+        doc = json.loads(Path(manifest).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{manifest}: cannot read the manifest ({exc.strerror.lower()}); pass the file geofence filter wrote with --manifest") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{manifest}: not a geofence manifest (invalid JSON: {exc}); pass the file geofence filter wrote") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{manifest}: not a geofence manifest (expected a JSON object)")
     findings: list[str] = []
     out = doc.get("output", {})
     if doc.get("decision", {}).get("decision") != "allow":

@@ -975,6 +975,8 @@ def _load_one(
     file = path.name
     stem = _file_stem(path)
     frame, geoms, reasons, file_crs, label = _read_file(spec, budget)
+    if len(frame) == 0:
+        raise LayerError(f"{spec.path.name}: the layer has no features (0 sites); check the file, or its layer name with `layer =` in a layer definition")
     source = LayerSource(
         path=path, sha256=_sha256(path), format=label, crs=None, features_in=len(frame)
     )

@@ -4,25 +4,51 @@ This is the hot input path of ``scan``, ``filter`` and the server. A read log is
 CSV/TSV/pipe export with a header row, plain or compressed (gzip, bz2, zstd, found by
 magic bytes). :func:`open_reads` returns a :class:`ReadStream` that yields batches of
 column arrays plus, for the byte-preserving sharing filter, the exact bytes of every row.
+:func:`batches_from_table` applies the same rules to DataFrames and Arrow tables.
 
-How a chunk is read (see also ``DESIGN`` notes in the functions below):
+How a chunk is read
+-------------------
+1. A worker thread reads the decompressed bytes in fixed chunks (``CHUNK_BYTES``),
+   hashes the stored bytes, and cuts each chunk at its last record boundary; the partial
+   record after it is carried into the next chunk, so memory stays flat for any size.
+2. Record boundaries are found with NumPy over the byte buffer: a ``\\n`` ends a record
+   only when the number of ``"`` before it is even (RFC 4180 section 2.6: a line break
+   inside a quoted field is data).
+3. The records are parsed by ``pyarrow.csv`` with every column as a string (the output
+   keeps the input columns as written). Arrow's rows are trusted only when they must
+   match the byte offsets: every quote follows RFC 4180, there is no bare CR, and the
+   row count agrees. Otherwise vectorised checks mark the malformed records (wrong field
+   count, stray or unbalanced quote, bare CR, undecodable UTF-8), the rest is parsed
+   again, and as a last resort bisected until Arrow agrees.
+4. Positions and times are converted with one ``pyarrow.compute`` cast per column; only
+   when it fails does a slower, still vectorised path find which cells are bad.
 
-1. The decompressed bytes are read in fixed chunks (``CHUNK_BYTES``) and cut at the last
-   record boundary; the partial record after it is carried into the next chunk, so memory
-   stays flat for any file size.
-2. Record boundaries are found with NumPy over the byte buffer: a ``\\n`` ends a record only
-   when the number of ``"`` before it is even (RFC 4180 section 2.6: line breaks inside a
-   quoted field are data). Lines holding only ``\\n`` or ``\\r\\n`` are not records.
-3. The records are parsed by ``pyarrow.csv`` with every column as a string (the output keeps
-   the input columns verbatim). If Arrow refuses the chunk, or splits it into a different
-   number of rows than step 2, a vectorised check marks the malformed records (wrong field
-   count, quoting that breaks RFC 4180, a bare ``\\r``, undecodable UTF-8), the rest is
-   parsed again, and as a last resort the records are bisected until Arrow agrees.
-4. Positions and times are converted with ``pyarrow.compute`` casts on the whole column;
-   only when a cast fails does a slower, still vectorised path find which rows are bad.
-
-Every record of the input comes out as exactly one row of one batch, usable or rejected
-with a reason from :data:`geofence.model.REJECT_REASONS`.
+Rules
+-----
+- ``row`` counts records from 1 after the header. A quoted line break does not start a
+  record; lines holding only ``\\n`` or ``\\r\\n`` are not records at all: they are
+  skipped, noted, and missing from ``raw`` (so a byte-exact copy has no blank lines).
+- Quoting is strict RFC 4180: a quote that neither opens a field nor closes one (or is
+  doubled) makes its record ``malformed_row``. Such a stray quote opens a quoted section
+  up to the next quote, so the lines in between are one (malformed) record; if no quote
+  follows, the record runs to the end of the input (``malformed_row``) or past
+  ``max_line_bytes`` (:class:`ResourceLimitError` naming the row).
+- Missing values: empty, ``NA``, ``N/A``, ``NaN``, ``null``, ``None`` (any case, spaces
+  around ignored) in lat/lon are ``missing_position``, in the time column
+  ``missing_timestamp``. Coordinates that are not finite numbers or longer than
+  ``MAX_NUMBER_CHARS`` are ``bad_position``.
+- Times: ISO 8601 with ``Z`` or an offset is converted to UTC; naive ISO 8601,
+  ``MM/DD/YYYY - HH:MM:SS`` and ``MM/DD/YYYY HH:MM:SS`` are read in ``timezone``; plain
+  numbers are epoch seconds below ``EPOCH_MS_FROM`` (1e11) and milliseconds from there up
+  to ``EPOCH_MAX`` (1e14), decided per value. A local time in the fall-back hour, which
+  happens twice, is taken at its earlier (first) instant; one in the spring-forward gap
+  never existed and is ``bad_timestamp`` (shifting it would invent a time). Both are
+  noted once. Impossible dates (02/30) are ``bad_timestamp``.
+- ``columns`` of a batch: ``read_id``, ``plate``, ``timestamp`` (UTC,
+  ``YYYY-MM-DDTHH:MM:SSZ`` with a fraction only when there is one), ``camera_id``,
+  ``agency`` (null where the input has no such column or the cell is empty), then every
+  input column as strings under its own name. An input column whose name is one of the
+  five is renamed ``input:<name>``. A malformed row has nulls in every column.
 """
 
 from __future__ import annotations
@@ -40,6 +66,7 @@ import threading
 import zlib
 import zoneinfo
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +80,7 @@ from geofence.model import NO_TIME, REASON_CODE, ReadBatch
 
 __all__ = ["CHUNK_BYTES", "NORMALISED_COLUMNS", "ReadStream", "batches_from_table", "open_reads"]
 
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 8 << 20
 """Decompressed bytes read per step. Large enough for Arrow to parse on every core."""
 
 NORMALISED_COLUMNS = ("read_id", "plate", "timestamp", "camera_id", "agency")
@@ -89,6 +116,7 @@ _FIELDS = tuple(_ALIASES)
 
 # Cells that mean "no value" in exports (compared case-insensitively, after trimming).
 _NULL_TOKENS = pa.array(["", "na", "n/a", "nan", "null", "none"])
+_EXACT_NULL_TOKENS = pa.array(["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "none", "na"])
 
 _NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _TIME_RES = {
@@ -310,7 +338,7 @@ class ReadStream:
         self.notes: list[str] = []
         self.rows = 0
         self.sha256: str | None = None
-        self._blank_lines = 0
+        self._counts = {"blank_lines": 0}
         self._src = _Source(source)
         self.path_label = self._src.label
         self.compression = self._src.compression
@@ -399,7 +427,7 @@ class ReadStream:
                     f"{label} is empty; expected a header row naming the columns "
                     "(e.g. lat,lon,timestamp) followed by one row per read"
                 )
-            self._blank_lines += bool(line)  # blank lines before the header are skipped
+            self._counts["blank_lines"] += bool(line)  # blank lines before the header too
             start = end
         if end - start > self.max_line_bytes:
             self._header_too_long()
@@ -425,7 +453,7 @@ class ReadStream:
     def _header_too_long(self) -> None:
         raise ResourceLimitError(
             f"{self.path_label}: the header row is longer than max_line_bytes="
-            f"{self.max_line_bytes:,}; raise max_line_bytes if the file is right"
+            f"{self.max_line_bytes:,}; raise it with --max-line-bytes if the file is right"
         )
 
     def _read_or_fail(self) -> bytes:
@@ -460,59 +488,15 @@ class ReadStream:
 
     # -- records ----------------------------------------------------------------------
 
-    def _spans(self) -> Iterator[_Span]:
-        """Record-aligned buffers: read, decompress, hash and split (runs in a worker)."""
-        carry = self._carry
-        del self._carry
-        row = 1  # row number of the next record
-        src = self._src
-        limit = self.max_line_bytes
-        while True:
-            if src.eof:
-                buf, eof = carry, True
-            else:
-                try:
-                    chunk = src.read(self._chunk_bytes)
-                except _CorruptData as exc:
-                    raise ReadFormatError(src.corrupt_message(exc, row - 1)) from None
-                buf, eof = (carry + chunk if carry else chunk), src.eof
-            if not buf:
-                return
-            arr = np.frombuffer(buf, dtype=np.uint8)
-            ends, q = _record_ends(arr, eof=eof, quotes=buf.find(b'"') != -1)
-            if ends.size == 0:  # not one complete record yet: read on
-                carry = buf
-                if len(carry) > limit:
-                    self._too_long(row, len(carry), complete=False)
-                continue
-            starts = np.empty_like(ends)
-            starts[0] = 0
-            starts[1:] = ends[:-1]
-            last_end = int(ends[-1])
-            lengths = ends - starts
-            gaps = False
-            if int(lengths.min()) <= 2:  # only then can a record be a blank line
-                blank = _blank_records(arr, starts, ends)
-                if blank.any():
-                    gaps = True
-                    self._blank_lines += int(blank.sum())
-                    starts, ends, lengths = starts[~blank], ends[~blank], lengths[~blank]
-            if lengths.size and int(lengths.max()) > limit:
-                i = int(np.flatnonzero(lengths > limit)[0])
-                self._too_long(row + i, int(lengths[i]), complete=True)
-            carry = buf[last_end:]
-            if len(carry) > limit:
-                self._too_long(row + len(starts), len(carry), complete=False)
-            if starts.size:
-                yield _Span(buf, starts, ends, q, gaps, row)
-                row += len(starts)
-            if eof:
-                return
-
     def _parts(self) -> Iterator[_Part]:
         # Reading, decompressing, hashing and splitting the next chunk (NumPy, zlib and
-        # hashlib release the GIL) run in a worker thread while this one parses.
-        spans = _ReadAhead(self._spans())
+        # hashlib release the GIL) run in a worker thread while this one parses. The
+        # worker holds no reference to this stream, so an abandoned stream is collected
+        # and its generator's ``finally`` stops the worker.
+        carry, self._carry = self._carry, b""
+        spans = _ReadAhead(
+            _split_spans(self._src, carry, self._chunk_bytes, self.max_line_bytes, self._counts)
+        )
         try:
             for span in spans:
                 table, malformed = self._parse(span.buf, span.starts, span.ends, span.quotes)
@@ -527,19 +511,11 @@ class ReadStream:
             spans.close()
         self._finish()
 
-    def _too_long(self, row: int, length: int, *, complete: bool) -> None:
-        size = f"{length:,} bytes" if complete else f"more than {length:,} bytes"
-        raise ResourceLimitError(
-            f"{self.path_label}: row {row:,} is {size}, over max_line_bytes={self.max_line_bytes:,}; "
-            'raise max_line_bytes if the row is right, or look for an unbalanced quote (") that '
-            "makes the rest of the file one row"
-        )
-
     def _finish(self) -> None:
         self.sha256 = self._src.finish()
-        if self._blank_lines:
+        if self._counts["blank_lines"]:
             self.notes.append(
-                f"{self._blank_lines:,} blank line(s) skipped: they are not records, and a "
+                f"{self._counts['blank_lines']:,} blank line(s) skipped: they are not records, and a "
                 "byte-preserving copy of the rows will not contain them"
             )
         self._norm.finish()
@@ -908,6 +884,63 @@ class _ZstdReader:
 # Byte-level record splitting (NumPy over the buffer)
 
 
+def _split_spans(
+    src: _Source, carry: bytes, chunk_bytes: int, limit: int, counts: dict
+) -> Iterator[_Span]:
+    """Record-aligned buffers: read, decompress, hash and split (runs in a worker)."""
+    row = 1  # row number of the next record
+    while True:
+        if src.eof:
+            buf, eof = carry, True
+        else:
+            try:
+                chunk = src.read(chunk_bytes)
+            except _CorruptData as exc:
+                raise ReadFormatError(src.corrupt_message(exc, row - 1)) from None
+            buf, eof = (carry + chunk if carry else chunk), src.eof
+        if not buf:
+            return
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        ends, q = _record_ends(arr, eof=eof, quotes=buf.find(b'"') != -1)
+        if ends.size == 0:  # not one complete record yet: read on
+            carry = buf
+            if len(carry) > limit:
+                _too_long(src.label, limit, row, len(carry), complete=False)
+            continue
+        starts = np.empty_like(ends)
+        starts[0] = 0
+        starts[1:] = ends[:-1]
+        last_end = int(ends[-1])
+        lengths = ends - starts
+        gaps = False
+        if int(lengths.min()) <= 2:  # only then can a record be a blank line
+            blank = _blank_records(arr, starts, ends)
+            if blank.any():
+                gaps = True
+                counts["blank_lines"] += int(blank.sum())
+                starts, ends, lengths = starts[~blank], ends[~blank], lengths[~blank]
+        if lengths.size and int(lengths.max()) > limit:
+            i = int(np.flatnonzero(lengths > limit)[0])
+            _too_long(src.label, limit, row + i, int(lengths[i]), complete=True)
+        carry = buf[last_end:]
+        if len(carry) > limit:
+            _too_long(src.label, limit, row + len(starts), len(carry), complete=False)
+        if starts.size:
+            yield _Span(buf, starts, ends, q, gaps, row)
+            row += len(starts)
+        if eof:
+            return
+
+
+def _too_long(label: str, limit: int, row: int, length: int, *, complete: bool) -> None:
+    size = f"{length:,} bytes" if complete else f"more than {length:,} bytes"
+    raise ResourceLimitError(
+        f"{label}: row {row:,} is {size}, over max_line_bytes={limit:,}; "
+        'raise it with --max-line-bytes if the row is right, or look for an unbalanced quote (") that '
+        "makes the rest of the file one row"
+    )
+
+
 def _first_record_end(buf: bytes, start: int) -> int:
     """End (exclusive) of the record starting at ``start``, or -1 if not in ``buf``."""
     pos = start
@@ -1115,7 +1148,7 @@ def _map_columns(
             if len(folded) != 1:
                 raise UsageError(
                     f"columns: {key}={column!r} names no column of {label}; "
-                    f"available columns: {', '.join(fields)}"
+                    f"its header has {len(fields)} columns (see `head -1` of the file)"
                 )
             column = folded[0]
         mapping[field] = column
@@ -1123,8 +1156,8 @@ def _map_columns(
     if missing:
         raise ReadFormatError(
             f"{label}: no {' or '.join('latitude' if f == 'lat' else 'longitude' for f in missing)} "
-            f"column found among the columns {', '.join(fields)}; name them with "
-            "--columns lat=COLUMN,lon=COLUMN (columns={'lat': ..., 'lon': ...})"
+            f"column found among its {len(fields)} header columns (if the first row is data, "
+            "add a header row); name them with --columns lat=COLUMN,lon=COLUMN"
         )
     return mapping
 
@@ -1216,15 +1249,19 @@ class _Normaliser:
     def convert(self, cols: list, malformed: np.ndarray, first_row: int) -> _Part:
         """Convert one chunk's input columns (Arrays or ChunkedArrays, all ``n`` long)."""
         n = len(malformed)
-        lat, lat_missing, lat_bad = _coordinate(_single(cols[self.index["lat"]]))
-        lon, lon_missing, lon_bad = _coordinate(_single(cols[self.index["lon"]]))
+        # The three conversions are independent Arrow/NumPy work that releases the GIL:
+        # run the coordinates in the pool while this thread does the times.
+        lat_job = _pool().submit(_coordinate, _single(cols[self.index["lat"]]))
+        lon_job = _pool().submit(_coordinate, _single(cols[self.index["lon"]]))
         if "timestamp" in self.index:
             tcol = _single(cols[self.index["timestamp"]])
             if pa.types.is_large_string(tcol.type) or pa.types.is_string_view(tcol.type):
                 tcol = pc.cast(tcol, pa.string())
             self.detect_time_kind(tcol)
             time_us, t_missing, t_bad, ts_strings = self._times(tcol)
-        else:
+        lat, lat_missing, lat_bad = lat_job.result()
+        lon, lon_missing, lon_bad = lon_job.result()
+        if "timestamp" not in self.index:
             time_us = np.full(n, NO_TIME, dtype=np.int64)
             t_missing = t_bad = np.zeros(n, dtype=bool)
             ts_strings = pa.nulls(n, pa.string())
@@ -1355,7 +1392,7 @@ class _Normaliser:
             else:
                 ts = _cast_or_null(s, target)
             if kind == "iso_local":
-                us, nonexistent = self._localise(ts)
+                us, nonexistent = self._localise(_ts_values(ts))
             else:
                 us, nonexistent = _ts_values(ts), np.zeros(n, dtype=bool)
             ok = ~_nulls(ts) & ~nonexistent
@@ -1363,13 +1400,16 @@ class _Normaliser:
                 return None
             return np.where(ok, us, NO_TIME), ok
         if kind in _STRPTIME:
-            ts = pc.strptime(s, format=_STRPTIME[kind], unit="us", error_is_null=True)
-            # Arrow's strptime rolls 02/30 over to 03/02; a changed month reveals it.
-            valid = _month_matches(s, ts)
-            if strict and (ts.null_count != s.null_count or not (valid | _nulls(s)).all()):
+            local = _us_fixed_width(s, kind)  # exports write every cell alike: fast
+            if local is None:
+                ts = pc.strptime(s, format=_STRPTIME[kind], unit="us", error_is_null=True)
+                # Arrow's strptime rolls 02/30 over to 03/02; a changed month reveals it.
+                valid = _month_matches(s, ts) & ~_nulls(ts)
+                local = np.where(valid, _ts_values(ts), NO_TIME)
+            if strict and not ((local != NO_TIME) | _nulls(s)).all():
                 return None
-            us, nonexistent = self._localise(ts)
-            ok = valid & ~_nulls(ts) & ~nonexistent
+            us, nonexistent = self._localise(local)
+            ok = (local != NO_TIME) & ~nonexistent
             if strict and nonexistent.any():
                 return None
             return np.where(ok, us, NO_TIME), ok
@@ -1386,52 +1426,64 @@ class _Normaliser:
             return us, ok
         raise AssertionError(kind)
 
-    def _localise(self, naive: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """Naive local times -> UTC microseconds, and which of them never existed.
+    def _localise(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Local wall times (µs, ``NO_TIME`` for none) -> UTC µs, and which never existed.
 
         In the fall-back hour a wall time happens twice: the earlier (first) instant is
         taken, once noted. In the spring-forward gap it never happened: rejected as
         ``bad_timestamp`` rather than shifted, since any shift would invent a time.
+
+        Arrow's ``assume_timezone`` is asked about each minute of the chunk's span rather
+        than each row (zone transitions since 1970 fall on whole minutes), then the
+        offsets are looked up per row: some 20 times faster for a day of reads.
         """
-        n = len(naive)
+        n = len(local)
         tz = self.timezone
-        if tz == "UTC" or n == 0:
-            return _ts_values(naive), np.zeros(n, dtype=bool)
-        try:
-            utc = pc.assume_timezone(naive, timezone=tz, ambiguous="raise", nonexistent="raise")
-            return _ts_values(utc), np.zeros(n, dtype=bool)
-        except pa.ArrowInvalid:
-            pass
-        early = _ts_values(
-            pc.assume_timezone(naive, timezone=tz, ambiguous="earliest", nonexistent="earliest")
-        )
-        gap = _ts_values(
-            pc.assume_timezone(naive, timezone=tz, ambiguous="earliest", nonexistent="latest")
-        )
-        late = _ts_values(
-            pc.assume_timezone(naive, timezone=tz, ambiguous="latest", nonexistent="earliest")
-        )
-        nonexistent = early != gap
-        ambiguous = (early != late) & ~nonexistent
-        if ambiguous.any():
-            first = _dt.datetime(1970, 1, 1) + _dt.timedelta(
-                microseconds=int(_ts_values(naive)[ambiguous][0])
-            )
-            self._note_once(
-                "ambiguous",
-                f"local times in the repeated (fall-back) hour of {tz}, such as {first:%Y-%m-%d %H:%M:%S}, "
-                "happen twice; the earlier (first) occurrence was taken",
-            )
-        if nonexistent.any():
-            first = _dt.datetime(1970, 1, 1) + _dt.timedelta(
-                microseconds=int(_ts_values(naive)[nonexistent][0])
-            )
-            self._note_once(
+        none = np.zeros(n, dtype=bool)
+        present = local != NO_TIME
+        if tz == "UTC" or not present.any():
+            return local, none
+        lo, hi = int(local[present].min()), int(local[present].max())
+        minute = 60_000_000
+        if lo >= 0 and (hi - lo) // minute < 1 << 21:
+            first = lo // minute
+            grid = np.arange(first, hi // minute + 1, dtype=np.int64) * minute
+            early, gap, late = self._assume(grid)
+            idx = np.where(present, local // minute - first, 0)
+            shift = (early - grid)[idx]
+            nonexistent = present & (early != gap)[idx]
+            ambiguous = present & (early != late)[idx] & ~nonexistent
+            utc = local + shift
+        else:
+            early, gap, late = self._assume(local, present)
+            nonexistent = present & (early != gap)
+            ambiguous = present & (early != late) & ~nonexistent
+            utc = early
+        for mask, key, text in (
+            (ambiguous, "ambiguous", "happen twice; the earlier (first) occurrence was taken"),
+            (
+                nonexistent,
                 "nonexistent",
-                f"local times in the skipped (spring-forward) hour of {tz}, such as "
-                f"{first:%Y-%m-%d %H:%M:%S}, never existed; those reads are rejected as bad_timestamp",
-            )
-        return np.where(nonexistent, NO_TIME, early), nonexistent
+                "never existed; those reads are rejected as bad_timestamp",
+            ),
+        ):
+            if mask.any():
+                when = _dt.datetime(1970, 1, 1) + _dt.timedelta(microseconds=int(local[mask][0]))
+                hour = "repeated (fall-back)" if key == "ambiguous" else "skipped (spring-forward)"
+                self._note_once(
+                    key,
+                    f"local times in the {hour} hour of {tz}, such as {when:%Y-%m-%d %H:%M:%S}, {text}",
+                )
+        return np.where(present & ~nonexistent, utc, NO_TIME), nonexistent
+
+    def _assume(self, local: np.ndarray, present: np.ndarray | None = None):
+        """UTC µs of local times: (earliest, gap 'latest', ambiguous 'latest') readings."""
+        arr = pa.array(local, pa.timestamp("us"), mask=None if present is None else ~present)
+        tz = self.timezone
+        return tuple(
+            _ts_values(pc.assume_timezone(arr, timezone=tz, ambiguous=a, nonexistent=g))
+            for a, g in (("earliest", "earliest"), ("earliest", "latest"), ("latest", "earliest"))
+        )
 
     def _temporal(self, col) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]:
         """Arrow timestamps/dates (from tables): aware ones converted, naive ones localised."""
@@ -1445,7 +1497,7 @@ class _Normaliser:
             us = _ts_values(col)
             nonexistent = np.zeros(len(col), dtype=bool)
         else:
-            us, nonexistent = self._localise(col)
+            us, nonexistent = self._localise(_ts_values(col))
         missing = _nulls(col)
         ok = ~missing & ~nonexistent
         return np.where(ok, us, NO_TIME), missing, nonexistent, _iso_strings(us, ok)
@@ -1479,6 +1531,15 @@ def _coordinate(col: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
         else:
+            return v, np.isnan(v), np.isinf(v)
+        # Usually it failed on "NA" or empty cells: blank those out and cast again.
+        tokens = pc.fill_null(pc.is_in(col, value_set=_EXACT_NULL_TOKENS), True)
+        try:
+            v = pc.cast(pc.if_else(tokens, pa.scalar(None, pa.string()), col), pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        else:
+            v = v.to_numpy(zero_copy_only=False)
             return v, np.isnan(v), np.isinf(v)
     trimmed = pc.utf8_trim_whitespace(col)
     missing = _is_missing(trimmed)
@@ -1534,6 +1595,68 @@ def _epoch_us(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(ok, us, NO_TIME), ok
 
 
+_US_LAYOUT = {
+    # kind: (width, {position: required byte}, positions of MM DD YYYY HH MM SS digits)
+    "us_dash": (21, {2: "/", 5: "/", 10: " ", 11: "-", 12: " ", 15: ":", 18: ":"}, 13),
+    "us_space": (19, {2: "/", 5: "/", 10: " ", 13: ":", 16: ":"}, 11),
+}
+
+
+def _us_fixed_width(s: pa.Array, kind: str) -> np.ndarray | None:
+    """Parse ``MM/DD/YYYY[ -] HH:MM:SS`` cells of exactly that width with NumPy.
+
+    Returns local µs since the epoch (``NO_TIME`` where a cell is not a real date and
+    time), or ``None`` unless every cell has the width (then ``strptime`` is used).
+    About ten times faster than Arrow's ``strptime``, which also accepts 02/30.
+    """
+    width, fixed, t0 = _US_LAYOUT[kind]
+    s = _single(s)
+    n = len(s)
+    if n == 0 or s.null_count:
+        return None
+    offsets = np.frombuffer(s.buffers()[1], dtype=np.int32)[s.offset : s.offset + n + 1]
+    if offsets[-1] - offsets[0] != width * n or not (np.diff(offsets) == width).all():
+        return None
+    b = np.frombuffer(s.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(n, width)
+    # Column by column: NumPy is slow at short rows (a 21-byte row reduction costs more
+    # than the 21 strided column passes).
+    ok = np.ones(n, dtype=bool)
+    for pos, ch in fixed.items():
+        ok &= b[:, pos] == ord(ch)
+
+    def num(*cols: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.int32)
+        for c in cols:
+            digit = b[:, c] - np.uint8(48)  # wraps below '0', so one test covers both ends
+            ok[:] &= digit < 10
+            out = out * 10 + digit
+        return out
+
+    month, day, year = num(0, 1), num(3, 4), num(6, 7, 8, 9)
+    hour, minute, sec = num(t0, t0 + 1), num(t0 + 3, t0 + 4), num(t0 + 6, t0 + 7)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_ok = (month >= 1) & (month <= 12)
+    month = np.where(month_ok, month, 1)
+    dim = _DAYS_IN_MONTH[month - 1] + ((month == 2) & leap)
+    ok &= month_ok & (day >= 1) & (day <= dim) & (hour < 24) & (minute < 60) & (sec < 60)
+    days = _days_from_civil(year, month, day)
+    local = (days.astype(np.int64) * 86400 + (hour * 3600 + minute * 60 + sec)) * 1_000_000
+    return np.where(ok, local, NO_TIME)
+
+
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int32)
+
+
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """(year, month, day) -> days since 1970-01-01, H. Hinnant's ``days_from_civil``."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * np.where(m > 2, m - 3, m + 9) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
 def _month_matches(s: pa.Array, ts: pa.Array) -> np.ndarray:
     """Whether the month written first in ``M/D/Y`` strings equals the parsed month."""
     n = len(s)
@@ -1570,12 +1693,12 @@ def _is_canonical_utc(s: pa.Array) -> bool:
     return bool((b[:, 10] == ord("T")).all() and (b[:, 19] == ord("Z")).all())
 
 
-_PAIRS = np.array([[48 + i // 10, 48 + i % 10] for i in range(100)], dtype=np.uint8)
-
-
 def _civil(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Days since 1970-01-01 -> (year, month, day), H. Hinnant's ``civil_from_days``."""
-    z = days + 719468
+    """Days since 1970-01-01 -> (year, month, day), H. Hinnant's ``civil_from_days``.
+
+    In int32, which divides about twice as fast as int64 (days fit easily).
+    """
+    z = days.astype(np.int32) + 719468
     era = np.floor_divide(z, 146097)
     doe = z - era * 146097
     yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
@@ -1587,11 +1710,73 @@ def _civil(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, m, d
 
 
+def _digits(table: np.ndarray, col: int, values: np.ndarray) -> None:
+    """Write ``values`` (0-99) as two ASCII digits into ``table[:, col:col + 2]``."""
+    tens = values // 10
+    table[:, col] = tens + 48
+    table[:, col + 1] = values - tens * 10 + 48
+
+
+def _time_of_day_table() -> np.ndarray:
+    """``HH:MM:SS`` for each second of a day, as 86,400 items of 8 bytes."""
+    s = np.arange(86400, dtype=np.int32)
+    t = np.empty((86400, 8), dtype=np.uint8)
+    t[:, 2] = t[:, 5] = ord(":")
+    for col, val in ((0, s // 3600), (3, s // 60 % 60), (6, s % 60)):
+        _digits(t, col, val)
+    return t.view("V8").ravel()
+
+
+def _zulu_table() -> np.ndarray:
+    """``HH:MM:SSZ`` for each second of a day, as 86,400 items of 9 bytes."""
+    t = np.empty((86400, 9), dtype=np.uint8)
+    t[:, :8] = _TIME_OF_DAY.view(np.uint8).reshape(86400, 8)
+    t[:, 8] = ord("Z")
+    return t.view("V9").ravel()
+
+
+def _three_digits_table() -> np.ndarray:
+    """``000`` .. ``999`` as 1,000 items of 3 bytes."""
+    v = np.arange(1000)
+    t = np.stack([v // 100, v // 10 % 10, v % 10], axis=1).astype(np.uint8) + 48
+    return np.ascontiguousarray(t).view("V3").ravel()
+
+
+_TIME_OF_DAY = _time_of_day_table()
+_ZULU = _zulu_table()
+_THREE_DIGITS = _three_digits_table()
+
+
+def _date_items(days: np.ndarray) -> np.ndarray:
+    """``YYYY-MM-DDT`` for each day number (days since 1970-01-01), 11-byte items."""
+    y, m, d = _civil(days)
+    y = np.clip(y, 0, 9999)
+    t = np.empty((len(days), 11), dtype=np.uint8)
+    t[:, 4] = t[:, 7] = ord("-")
+    t[:, 10] = ord("T")
+    for col, val in ((0, y // 100), (2, y % 100), (5, m), (8, d)):
+        _digits(t, col, val)
+    return t.view("V11").ravel()
+
+
+def _fixed_strings(rec: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """A string array over fixed-width records (a structured array of byte fields)."""
+    n, width = len(rec), rec.dtype.itemsize
+    offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
+    bitmap = (
+        None
+        if valid is None or valid.all()
+        else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    )
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(rec), bitmap)
+
+
 def _iso_strings(us: np.ndarray, ok: np.ndarray) -> pa.Array:
     """``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` for ``us`` where ``ok``, else null.
 
-    Built as bytes with NumPy: Arrow's ``strftime`` costs about 1 s per million rows.
-    The fraction is written only when not zero, without trailing zeros.
+    Built as bytes with NumPy from lookup tables (the days of the chunk, the seconds of a
+    day): Arrow's ``strftime`` costs about 1 s per million rows, this some 30 ms. The
+    fraction is written only when it is not zero, without trailing zeros.
     """
     n = len(us)
     if n == 0:
@@ -1599,40 +1784,30 @@ def _iso_strings(us: np.ndarray, ok: np.ndarray) -> pa.Array:
     v = np.where(ok, us, 0)
     secs, frac = np.divmod(v, 1_000_000)
     days, sod = np.divmod(secs, 86400)
-    y, m, d = _civil(days)
-    y = np.clip(y, 0, 9999)
-    h, rem = np.divmod(sod, 3600)
-    mi, s = np.divmod(rem, 60)
-    width = 27
-    mat = np.empty((width, n), dtype=np.uint8)
-    for pos, ch in ((4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "."), (26, "Z")):
-        mat[pos] = ord(ch)
-    for pos, val in ((0, y // 100), (2, y % 100), (5, m), (8, d), (11, h), (14, mi), (17, s)):
-        mat[pos : pos + 2] = _PAIRS[val].T
-    has_frac = frac != 0
-    if has_frac.any():
-        for i, div in enumerate((100_000, 10_000, 1_000, 100, 10, 1)):
-            mat[20 + i] = 48 + (frac // div) % 10
-        # Trailing zeros of the six fraction digits are dropped.
-        zeros = np.zeros(n, dtype=np.int64)
-        rest = frac.copy()
-        for _ in range(5):
-            z = has_frac & (rest % 10 == 0)
-            zeros += z
-            rest = np.where(z, rest // 10, rest)
-        lengths = np.where(has_frac, 20 + (6 - zeros) + 1, 20)
-        cols = np.arange(width)[:, None]
-        keep = (cols < np.where(has_frac, 20 + 6 - zeros, 19)[None, :]) | (cols == 26)
-        data = mat.T[keep.T]
+    first, last = int(days.min()), int(days.max())
+    if last - first < 1 << 16:  # a read log spans days or years, not centuries
+        dates = _date_items(np.arange(first, last + 1))[days - first]
     else:
-        lengths = np.full(n, 20, dtype=np.int64)
-        data = np.ascontiguousarray(np.concatenate((mat[:19], mat[26:27])).T)
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    valid = None if ok.all() else pa.py_buffer(np.packbits(ok, bitorder="little"))
-    return pa.StringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data)), valid
+        uniq, inverse = np.unique(days, return_inverse=True)
+        dates = _date_items(uniq)[inverse]
+    rec = np.empty(n, dtype=[("date", "V11"), ("time", "V9")])
+    rec["date"] = dates
+    rec["time"] = _ZULU[sod]
+    plain = _fixed_strings(rec, ok)
+    has_frac = frac != 0
+    if not has_frac.any():
+        return plain
+    rec = np.empty(
+        n, dtype=[("date", "V11"), ("time", "V8"), ("dot", "V1"), ("ms", "V3"), ("us", "V3")]
     )
+    rec["date"] = dates
+    rec["time"] = _TIME_OF_DAY[sod]
+    rec["dot"] = np.frombuffer(b".", dtype="V1")[0]
+    rec["ms"] = _THREE_DIGITS[frac // 1000]
+    rec["us"] = _THREE_DIGITS[frac % 1000]
+    fraction = pc.utf8_rtrim(_fixed_strings(rec), characters="0")
+    fraction = pc.binary_join_element_wise(fraction, "Z", "")
+    return pc.if_else(pa.array(has_frac), fraction, plain)
 
 
 # --------------------------------------------------------------------------------------
@@ -1690,6 +1865,17 @@ def _record_batches(data) -> Iterator[pa.RecordBatch]:
 def _chain_first(first, rest):
     yield first
     yield from rest
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads for converting columns side by side (shared, created on first use)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="geofence-convert")
+    return _POOL
 
 
 def _check_batch_size(batch_size) -> None:

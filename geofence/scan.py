@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+import sys
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +163,7 @@ def build_engine(
     tier: str = "near",
     distances: Mapping[str, float] | None = None,
     crs: str | None = None,
+    limits: Mapping[str, int] | None = None,
 ):
     """Load layers and policy and compile the engine.
 
@@ -179,12 +182,13 @@ def build_engine(
     if sites is None:
         if not layers:
             raise UsageError("no site layers given: pass --layers PATH (e.g. sample_data/seattle/schools.toml)")
-        layer = load_layers(list(layers), crs=crs)
+        lim = {k: v for k, v in (limits or {}).items() if k in ("max_vertices_per_site", "max_features")}
+        layer = load_layers(list(layers), crs=crs, **lim)
         sites, sources = layer.sites, layer.sources
     return Engine(sites, policy), sources
 
 
-def iter_reads(reads, *, columns=None, timezone="UTC", batch_size=None, keep_raw=False):
+def iter_reads(reads, *, columns=None, timezone="UTC", batch_size=None, keep_raw=False, limits=None):
     """Open ``reads`` (path, ``-``, file object, DataFrame, Arrow table or batches).
 
     Returns a context manager yielding an iterable of ReadBatch (a ReadStream for files).
@@ -193,6 +197,8 @@ def iter_reads(reads, *, columns=None, timezone="UTC", batch_size=None, keep_raw
 
     kw = {} if batch_size is None else {"batch_size": batch_size}
     if isinstance(reads, (str, os.PathLike)) or hasattr(reads, "read"):
+        if limits and "max_line_bytes" in limits:
+            kw["max_line_bytes"] = limits["max_line_bytes"]
         return _reads.open_reads(reads, columns=columns, timezone=timezone, keep_raw=keep_raw, **kw)
     return contextlib.nullcontext(_reads.batches_from_table(reads, columns=columns, timezone=timezone, **kw))
 
@@ -307,6 +313,7 @@ def run_scan(
     pseudonymize_key: bytes | None = None,
     deterministic: bool = False,
     progress: Callable[[int], None] | None = None,
+    limits: Mapping[str, int] | None = None,
 ) -> dict:
     """Scan read logs and write the report, summary and rejects files.
 
@@ -333,7 +340,7 @@ def run_scan(
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     started = time.perf_counter()
-    engine, layer_sources = build_engine(layers, policy=policy, tier=tier, distances=distances, crs=crs)
+    engine, layer_sources = build_engine(layers, policy=policy, tier=tier, distances=distances, crs=crs, limits=limits)
     lab = Labeller(engine, PlatePseudonymizer(pseudonymize_key) if pseudonymize_key else None)
     totals = Summary()
     inputs = []
@@ -346,7 +353,7 @@ def run_scan(
         rej_header: list = []
         done = 0
         for src in reads:
-            with iter_reads(src, columns=columns, timezone=timezone, batch_size=batch_size, keep_raw=rej_fh is not None) as stream:
+            with iter_reads(src, columns=columns, timezone=timezone, batch_size=batch_size, keep_raw=rej_fh is not None, limits=limits) as stream:
                 label = str(src) if len(reads) > 1 else None
                 for res in scan_batches(stream, engine):
                     t = lab.tables(res, source=label)
@@ -391,9 +398,10 @@ def run_scan(
         }
         if not deterministic:
             doc["elapsed_s"] = round(time.perf_counter() - started, 3)
-        if summary is not None:
-            with atomic_output(summary) as fh:
-                fh.write(dumps_summary(doc))
+    # the summary describes the other outputs: it is renamed into place after them
+    if summary is not None:
+        with atomic_output(summary) as fh:
+            fh.write(dumps_summary(doc))
     return doc
 
 
@@ -407,3 +415,18 @@ def _input_doc(src, stream) -> dict:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _CallableModule(types.ModuleType):
+    """``geofence.scan`` is both this module and the function :func:`scan`.
+
+    Importing a submodule sets the package attribute to the module, so the module itself
+    is made callable: ``geofence.scan(reads, layers)`` works however it was imported,
+    and ``import geofence`` stays light (no pandas or pyarrow until needed).
+    """
+
+    def __call__(self, *args, **kwargs):
+        return scan(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -79,15 +79,38 @@ verbose_opt = click.option(
 quiet_opt = click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 
 
+max_line_opt = click.option(
+    "--max-line-bytes",
+    type=click.IntRange(min=1),
+    default=1 << 20,
+    show_default=True,
+    help="Longest row accepted (resource guard).",
+)
+max_vertices_opt = click.option(
+    "--max-vertices",
+    type=click.IntRange(min=1),
+    default=50_000,
+    show_default=True,
+    help="Most vertices per site (resource guard).",
+)
+max_features_opt = click.option(
+    "--max-features",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Most features per layer (resource guard).",
+)
+
+
 def reading_options(f):
     """Options every command that reads a read log takes."""
-    for opt in reversed((columns_opt, timezone_opt, batch_opt)):
+    for opt in reversed((columns_opt, timezone_opt, batch_opt, max_line_opt)):
         f = opt(f)
     return f
 
 
 def policy_options(f):
     """Options every command that applies fences takes."""
-    for opt in reversed((layers_opt, crs_opt, policy_opt, tier_opt, distance_opt)):
+    for opt in reversed((layers_opt, crs_opt, policy_opt, tier_opt, distance_opt, max_vertices_opt, max_features_opt)):
         f = opt(f)
     return f

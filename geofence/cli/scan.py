@@ -9,6 +9,7 @@ import click
 
 from geofence.cli import cli, setup_logging
 from geofence.cli.options import policy_options, quiet_opt, reading_options, verbose_opt
+from geofence.errors import UsageError
 from geofence.report import FORMATS
 
 EXIT_FLAGGED = 3
@@ -31,14 +32,28 @@ class _Progress:
             click.echo("", err=True)
 
 
+def parse_distances(overrides: dict) -> dict[str, float]:
+    """``--distance CATEGORY=METRES`` values as floats, or a one-line error."""
+    out = {}
+    for k, v in overrides.items():
+        try:
+            out[k] = float(v)
+        except ValueError:
+            raise UsageError(f"--distance {k}={v}: the distance must be a number of metres, e.g. --distance {k}=250") from None
+    return out
+
+
 def read_key(path: str | None) -> bytes | None:
     """The key bytes of ``--pseudonymize-plates KEYFILE`` (stripped of a final newline)."""
     if path is None:
         return None
-    with open(path, "rb") as fh:
-        key = fh.read().rstrip(b"\r\n")
+    try:
+        with open(path, "rb") as fh:
+            key = fh.read().rstrip(b"\r\n")
+    except OSError as exc:
+        raise UsageError(f"--pseudonymize-plates {path}: cannot read the key file ({exc.strerror.lower()}); create one with `head -c 32 /dev/urandom > {path}`") from None
     if len(key) < 16:
-        raise click.BadParameter(f"{path}: a key of at least 16 bytes is needed (e.g. `head -c 32 /dev/urandom > {path}`)")
+        raise UsageError(f"--pseudonymize-plates {path}: a key of at least 16 bytes is needed (e.g. `head -c 32 /dev/urandom > {path}`)")
     return key
 
 
@@ -55,7 +70,7 @@ def read_key(path: str | None) -> bytes | None:
 @click.option("--fail-on-flag", is_flag=True, help="Exit 3 when any read is flagged.")
 @verbose_opt
 @quiet_opt
-def scan(reads, layer_paths, crs, policy_names, tier, distance_overrides, columns, timezone, batch_size, out, fmt, summary, rejects, key_file, deterministic, fail_on_flag, verbose, quiet):
+def scan(reads, layer_paths, crs, policy_names, tier, distance_overrides, max_vertices, max_features, columns, timezone, batch_size, max_line_bytes, out, fmt, summary, rejects, key_file, deterministic, fail_on_flag, verbose, quiet):
     """Flag every read within a sensitive site's fence, with the exact distance.
 
     READS are read logs (CSV/TSV/pipe-delimited, plain, .gz, .bz2 or .zst), or - for
@@ -70,10 +85,7 @@ def scan(reads, layer_paths, crs, policy_names, tier, distance_overrides, column
     from geofence.scan import run_scan
 
     setup_logging(verbose, quiet)
-    try:
-        distances = {k: float(v) for k, v in distance_overrides.items()}
-    except ValueError as exc:
-        raise click.BadParameter(f"--distance needs metres: {exc}") from None
+    distances = parse_distances(distance_overrides)
     progress = _Progress(sys.stderr.isatty() and not quiet)
     doc = run_scan(
         list(reads),
@@ -92,6 +104,7 @@ def scan(reads, layer_paths, crs, policy_names, tier, distance_overrides, column
         pseudonymize_key=read_key(key_file),
         deterministic=deterministic,
         progress=progress,
+        limits={"max_line_bytes": max_line_bytes, "max_vertices_per_site": max_vertices, "max_features": max_features},
     )
     progress.close()
     if not quiet:
