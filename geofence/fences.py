@@ -10,6 +10,7 @@ site's pieces, which is exact because the pieces' union is the site.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -317,7 +318,7 @@ def _densify_geodesic(geom):
 
     def densify_ring(coords: np.ndarray) -> np.ndarray:
         out = [coords[:1]]
-        for (x0, y0), (x1, y1) in zip(coords[:-1], coords[1:], strict=True):
+        for (x0, y0), (x1, y1) in itertools.pairwise(coords):
             _, _, dist = _GEOD.inv(x0, y0, x1, y1)
             n = int(dist // _DENSIFY_M)
             if n > 0:

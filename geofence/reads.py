@@ -538,9 +538,7 @@ class ReadStream:
         # Arrow splits rows exactly as the byte offsets do only if every quote follows
         # RFC 4180 (Arrow keeps a stray quote as text, the offsets count it) and there is
         # no bare CR (Arrow ends a row there). Only then is its row count proof enough.
-        clean = not has_quotes or (
-            q.size % 2 == 0 and not _quote_faults(arr, q, starts, delim).any()
-        )
+        clean = not has_quotes or (q.size % 2 == 0 and not _quote_faults(arr, q, delim).any())
         if clean and buf.find(b"\r", lo, hi) != -1:  # find is memchr; count is not
             clean = buf.count(b"\r", lo, hi) == buf.count(b"\r\n", lo, hi)
         if clean:
@@ -987,7 +985,7 @@ def _blank_records(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.
     )
 
 
-def _quote_faults(arr: np.ndarray, q: np.ndarray, starts: np.ndarray, delim: int) -> np.ndarray:
+def _quote_faults(arr: np.ndarray, q: np.ndarray, delim: int) -> np.ndarray:
     """Which quotes break RFC 4180 (sections 2.5-2.7).
 
     Counting from a record start, a quote at an even index opens a field, so it must
@@ -997,8 +995,9 @@ def _quote_faults(arr: np.ndarray, q: np.ndarray, starts: np.ndarray, delim: int
     """
     even = (np.arange(q.size) & 1) == 0
     prev = arr[np.maximum(q - 1, 0)]
-    i = np.minimum(np.searchsorted(starts, q), starts.size - 1)
-    ok_open = (starts[i] == q) | (prev == delim) | (prev == _QUOTE)
+    # An opening quote right after a \n starts a record: that \n had an even count of
+    # quotes before it, so it ended one (blank lines end in \n too).
+    ok_open = (q == 0) | (prev == _NL) | (prev == delim) | (prev == _QUOTE)
     nxt_pos = q + 1
     nxt = arr[np.minimum(nxt_pos, arr.size - 1)]
     ok_close = (
@@ -1022,7 +1021,7 @@ def _malformed(
     bad |= (np.searchsorted(d, ends) - np.searchsorted(d, starts)) != nfields - 1
     if q.size:
         # Stray quotes make Arrow and the byte offsets disagree on the rows: malformed.
-        wrong = _quote_faults(arr, q, starts, delim)
+        wrong = _quote_faults(arr, q, delim)
         bad[np.searchsorted(starts, q[wrong], side="right") - 1] = True
         # Unbalanced: an odd count in a record (only the last one, at the end of input).
         bad |= ((np.searchsorted(q, ends) - np.searchsorted(q, starts)) & 1) == 1

@@ -85,13 +85,13 @@ class Writer:
     def __init__(self, fh) -> None:
         self.fh = fh
 
-    def start(self) -> None:  # noqa: D102
+    def start(self) -> None:
         pass
 
-    def write(self, t: ScanTables) -> None:  # noqa: D102
+    def write(self, t: ScanTables) -> None:
         raise NotImplementedError
 
-    def finish(self) -> None:  # noqa: D102
+    def finish(self) -> None:
         pass
 
 
@@ -123,11 +123,11 @@ def _features(t: ScanTables):
 class GeoJSONWriter(Writer):
     """An RFC 7946 FeatureCollection, written feature by feature."""
 
-    def start(self) -> None:  # noqa: D102
+    def start(self) -> None:
         self.fh.write(b'{"type": "FeatureCollection", "features": [\n')
         self._first = True
 
-    def write(self, t: ScanTables) -> None:  # noqa: D102
+    def write(self, t: ScanTables) -> None:
         buf = io.StringIO()
         for feat in _features(t):
             if not self._first:
@@ -136,14 +136,14 @@ class GeoJSONWriter(Writer):
             buf.write(json.dumps(feat, ensure_ascii=False, separators=(",", ":"), default=_json_default))
         self.fh.write(buf.getvalue().encode())
 
-    def finish(self) -> None:  # noqa: D102
+    def finish(self) -> None:
         self.fh.write(b"\n]}\n")
 
 
 class GeoJSONSeqWriter(Writer):
     """RFC 8142 GeoJSON text sequence: one RS-prefixed Feature per line."""
 
-    def write(self, t: ScanTables) -> None:  # noqa: D102
+    def write(self, t: ScanTables) -> None:
         buf = io.StringIO()
         for feat in _features(t):
             buf.write("\x1e")
@@ -165,7 +165,7 @@ class CSVWriter(Writer):
         super().__init__(fh)
         self._header = True
 
-    def write(self, t: ScanTables) -> None:  # noqa: D102
+    def write(self, t: ScanTables) -> None:
         if t.flagged.num_rows == 0 and not self._header:
             return
         offsets = pa.array(t.match_ptr.astype(np.int32))

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/oracle.py
 
-from geofence.model import CategoryRule, Clause, Policy  # noqa: E402
+from geofence.model import CategoryRule, Clause, Policy
 
 
 def make_policy(buffer_m: float = 150.0, footprints: dict | None = None, events: tuple = ()) -> Policy:

@@ -39,7 +39,7 @@ def distance_to_boundary(lon: np.ndarray, lat: np.ndarray, geom) -> np.ndarray:
             lo = np.zeros(len(lon))
             hi = np.full(len(lon), length)
 
-            def f(s):
+            def f(s, x0=x0, y0=y0, az=az):
                 ex, ey, _ = GEOD.fwd(np.full(len(lon), x0), np.full(len(lon), y0), np.full(len(lon), az), s)
                 return GEOD.inv(lon, lat, ex, ey)[2]
 

@@ -198,7 +198,7 @@ def test_python_hook_partitions_input(sites, batch, seed):
 
 def test_refused_recipient_raises_in_the_hook(sites):
     f = SharingFilter([str(sites)], recipient=Recipient("ICE", "federal", None, "x"), sender_state="CA")
-    with pytest.raises(SharingRefused, match="1798.90.55"):
+    with pytest.raises(SharingRefused, match=r"1798\.90\.55"):
         f.filter(pd.DataFrame({"lat": [1.0], "lon": [1.0]}))
 
 

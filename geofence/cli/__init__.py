@@ -23,7 +23,7 @@ class GeofenceGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GeofenceError as exc:
-            if ctx.obj and ctx.obj.get("verbose", 0) > 0 or _verbose_in_argv():
+            if (ctx.obj and ctx.obj.get("verbose", 0) > 0) or _verbose_in_argv():
                 raise
             click.echo(f"geofence: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
