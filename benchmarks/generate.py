@@ -281,7 +281,8 @@ def make_sites(n_sites: int, seed: int):
         # The courtyard: a rotated square inside the largest disc about the centre that fits in
         # the shell (a scaled copy of a concave shell could cross it).
         inner = shapely.distance(shapely.points(np.zeros((sel.size, 2))), rings)
-        half = inner * rng.uniform(0.4, 0.68, sel.size)  # a square of half-side h fits in r >= h*sqrt2
+        # A rectangle scaled into the square of half-side h lies in the disc of radius h*sqrt2.
+        half = inner * rng.uniform(0.4, 0.68, sel.size)
         square = _rect_rings(rng, sel.size, np.ones(sel.size))
         square /= np.abs(square).max(axis=1, keepdims=True).max(axis=2, keepdims=True)
         holes = shapely.linearrings(square * half[:, None, None])
