@@ -285,11 +285,10 @@ def run_filter(
                     if dec.category[i]:
                         by_category[dec.category[i]] += 1
                 wh_fh.write(b"".join(parts))
-        out_sha, wh_sha = out_fh, wh_fh
         doc = _manifest(filt, stream, source, out, n_in, n_shared, by_reason, by_category, recipient, sender, sender_state, user, deterministic, layers)
         # the writers' hashes are final once every row is written
-        doc["output"] = {"file": "<stdout>" if str(out) == "-" else Path(str(out)).name, "sha256": out_sha.sha256, "bytes": out_sha.size, "rows": n_shared}
-        doc["withheld_file"] = {"file": Path(str(withheld)).name, "sha256": wh_sha.sha256, "rows": n_in - n_shared}
+        doc["output"] = {"file": "<stdout>" if str(out) == "-" else Path(str(out)).name, "sha256": out_fh.sha256, "bytes": out_fh.size, "rows": n_shared}
+        doc["withheld_file"] = {"file": Path(str(withheld)).name, "sha256": wh_fh.sha256, "rows": n_in - n_shared}
     # the manifest describes the shared and withheld files: renamed into place after them
     with atomic_output(manifest) as fh:
         fh.write(dumps_summary(doc))

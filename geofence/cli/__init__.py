@@ -7,7 +7,6 @@ translates :class:`geofence.errors.GeofenceError` into one line and an exit code
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 
 import click
@@ -23,7 +22,8 @@ class GeofenceGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GeofenceError as exc:
-            if (ctx.obj and ctx.obj.get("verbose", 0) > 0) or _verbose_in_argv():
+            # -v belongs to each command, which parses after this point: read it from argv
+            if _verbose_in_argv():
                 raise
             click.echo(f"geofence: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -62,8 +62,6 @@ def setup_logging(verbose: int, quiet: bool) -> None:
 def cli(ctx):
     """Audit ALPR read logs against sensitive-location fences, exactly, and filter them before sharing."""
     ctx.ensure_object(dict)
-    if hasattr(signal, "SIGPIPE"):
-        pass
 
 
 def _register() -> None:

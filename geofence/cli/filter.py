@@ -8,8 +8,13 @@ import sys
 import click
 
 from geofence.cli import cli, setup_logging
-from geofence.cli.options import policy_options, quiet_opt, reading_options, verbose_opt
-from geofence.cli.scan import parse_distances
+from geofence.cli.options import (
+    parse_distances,
+    policy_options,
+    quiet_opt,
+    reading_options,
+    verbose_opt,
+)
 from geofence.jurisdictions import RECIPIENT_TYPES
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from geofence.errors import UsageError
 from geofence.model import TIERS
 
 
@@ -114,3 +115,14 @@ def policy_options(f):
     for opt in reversed((layers_opt, crs_opt, policy_opt, tier_opt, distance_opt, max_vertices_opt, max_features_opt)):
         f = opt(f)
     return f
+
+
+def parse_distances(overrides: dict) -> dict[str, float]:
+    """``--distance CATEGORY=METRES`` values as floats, or a one-line error."""
+    out = {}
+    for k, v in overrides.items():
+        try:
+            out[k] = float(v)
+        except ValueError:
+            raise UsageError(f"--distance {k}={v}: the distance must be a number of metres, e.g. --distance {k}=250") from None
+    return out

@@ -8,7 +8,13 @@ import time
 import click
 
 from geofence.cli import cli, setup_logging
-from geofence.cli.options import policy_options, quiet_opt, reading_options, verbose_opt
+from geofence.cli.options import (
+    parse_distances,
+    policy_options,
+    quiet_opt,
+    reading_options,
+    verbose_opt,
+)
 from geofence.errors import UsageError
 from geofence.report import FORMATS
 
@@ -30,17 +36,6 @@ class _Progress:
     def close(self) -> None:
         if self.enabled:
             click.echo("", err=True)
-
-
-def parse_distances(overrides: dict) -> dict[str, float]:
-    """``--distance CATEGORY=METRES`` values as floats, or a one-line error."""
-    out = {}
-    for k, v in overrides.items():
-        try:
-            out[k] = float(v)
-        except ValueError:
-            raise UsageError(f"--distance {k}={v}: the distance must be a number of metres, e.g. --distance {k}=250") from None
-    return out
 
 
 def read_key(path: str | None) -> bytes | None:
