@@ -1,3 +1,11 @@
-"""Import every command module so that each registers its commands on the group."""
+"""Import every command module so that each registers its commands on the group.
 
-from geofence.cli import events, filter, layers, policies, scan  # noqa: F401
+One import per line, so that each command group is added or removed by one line.
+"""
+
+# ruff: noqa: F401
+from geofence.cli import events
+from geofence.cli import filter
+from geofence.cli import layers
+from geofence.cli import policies
+from geofence.cli import scan
