@@ -172,10 +172,13 @@ class Engine:
         dist = np.full(len(read), np.inf)
         pt = f.is_point[piece]
         dist[pt] = np.maximum(r[pt] - f.footprint_m[piece[pt]], 0.0)
-        # Areas and lines: the read is at least r - radius from the piece.
-        area = np.flatnonzero(~pt & (r - f.radius_m[piece] <= limit))
+        # Areas and lines: the read is at least r - radius from the piece; a site's own
+        # extent (an event's buffer_m, issue #7) is subtracted as a point's footprint is.
+        foot = f.footprint_m[piece]
+        area = np.flatnonzero(~pt & (r - f.radius_m[piece] - foot <= limit))
         if len(area):
-            dist[area] = f.segments.distance(piece[area], east[area], north[area])
+            d = f.segments.distance(piece[area], east[area], north[area])
+            dist[area] = np.maximum(d - foot[area], 0.0)
         keep = np.flatnonzero(dist <= limit)
         return read[keep], f.site[piece[keep]], dist[keep]
 

@@ -55,9 +55,10 @@ Events files
 ------------
 ``geofence events add|list|remove`` keep events in a GeoJSON FeatureCollection whose
 features carry the properties ``site_id``, ``name``, ``category``, ``start``, ``end``,
-``timezone``, ``hours`` and, when given, ``buffer_m`` (a distance in metres that the
-event asks for instead of its category's distance). A march route is a LineString; the
-engine fences lines by the category distance from the line.
+``timezone``, ``hours`` and, when given, ``buffer_m``: the event's extent in metres either
+side of its geometry. A march route is a LineString with a ``buffer_m``; a read is
+flagged within the category's distance of the route grown by that extent, and its
+distance is measured to the grown route (``max(d - buffer_m, 0)``, exact on the ellipsoid).
 """
 
 from __future__ import annotations
@@ -1039,7 +1040,8 @@ def event_feature(
         Point, LineString (e.g. a march route), Polygon or a multi-part of those, in
         lon/lat degrees.
     buffer_m : float, optional
-        Stored as the property ``buffer_m``: the distance the event asks for.
+        Stored as the property ``buffer_m``: the event's extent either side of its
+        geometry (a march and its street); the category distance applies beyond it.
 
     Raises
     ------

@@ -14,9 +14,11 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import shapely
 from pyproj import Geod
 
+from geofence.errors import LayerError
 from geofence.geodesy import (
     M_PER_DEG_LAT_MIN,
     M_PER_DEG_LON_EQ_MIN,
@@ -45,7 +47,8 @@ class Fences:
     is_point : numpy.ndarray
         bool; point pieces are measured with ``hypot`` and need no GEOS call.
     footprint_m : numpy.ndarray
-        Radius a point site is grown by (0 for areas and lines).
+        Distance the piece is grown by before the fence applies: the category footprint
+        of a point site, or the site's own ``buffer_m`` (an event's extent); else 0.
     limit_m : numpy.ndarray
         Fence distance from the (grown) site edge: a read matches when its distance
         is at most this.
@@ -210,6 +213,13 @@ def compile_fences(sites, policy: Policy) -> tuple[Fences, dict[str, int]]:
     is_point = shapely.get_type_id(parts) == 0
     # Areas and lines are fenced from their edge; points are first grown by the footprint.
     footprint = np.where(is_point, foot_by_code[cat_code[part_site]], 0.0)
+    # A site's own extent (an event's buffer_m: the march route and the street either side,
+    # issue #7) replaces the footprint. Distance to the grown set is max(d - extent, 0),
+    # exact on the ellipsoid as on any length space; the category distance applies beyond.
+    extent = _site_extent_m(sel)
+    if extent is not None:
+        own = extent[part_site]
+        footprint = np.where(np.isnan(own), footprint, own)
     limit = buffer_by_code[cat_code[part_site]]
 
     parts, part_site, is_point, footprint, limit = _cut_large(parts, part_site, is_point, footprint, limit)
@@ -277,6 +287,25 @@ def _bounds(parts: np.ndarray, reach_m: np.ndarray) -> tuple[np.ndarray, np.ndar
         boxes.append(np.column_stack([np.full(east.sum(), -180.0), miny[east], maxx[east] - 360.0, maxy[east]]))
         pieces.append(piece[east])
     return np.concatenate(boxes), np.concatenate(pieces)
+
+
+def _site_extent_m(sites) -> np.ndarray | None:
+    """Per-site ``buffer_m`` in metres (NaN where not given), or None without the column."""
+    if "buffer_m" not in sites.columns:
+        return None
+    text = sites["buffer_m"].to_numpy(object)
+    out = np.full(len(text), np.nan)
+    given = np.flatnonzero(pd.notna(text))
+    vals = pd.to_numeric(pd.Series(text[given], dtype=object), errors="coerce").to_numpy(np.float64)
+    bad = ~(np.isfinite(vals) & (vals >= 0))
+    if bad.any():
+        i = given[np.flatnonzero(bad)[0]]
+        raise LayerError(
+            f"site {sites['site_id'].iloc[i]!s}: buffer_m {text[i]!r} is not a distance >= 0 "
+            "in metres; fix the value or remove it to use the category's distance"
+        )
+    out[given] = vals
+    return out
 
 
 def _cut_large(parts, part_site, is_point, footprint, limit):

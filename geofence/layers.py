@@ -53,8 +53,9 @@ DEFAULT_MAX_VERTICES_PER_SITE = 50_000
 """Guard on the vertices of one site; a campus outline has hundreds, a whole city's
 boundary given by mistake has hundreds of thousands."""
 
-PASS_THROUGH_COLUMNS = ("start", "end", "timezone", "hours")
-"""Columns kept as strings when present, for time-bound (event) fences."""
+PASS_THROUGH_COLUMNS = ("start", "end", "timezone", "hours", "buffer_m")
+"""Columns kept as strings when present: the windows of time-bound (event) fences and a
+site's own extent ``buffer_m`` (a march route's half-width; issue #7)."""
 
 WGS84 = pyproj.CRS.from_epsg(4326)
 

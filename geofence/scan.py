@@ -144,6 +144,8 @@ class Labeller:
         out["packs"] = pa.DictionaryArray.from_arrays(cat_idx, self.cat_packs)
         out["clauses"] = pa.DictionaryArray.from_arrays(cat_idx, self.cat_clauses)
         out["n_matches"] = pa.array(fm.count)
+        if self.engine.windows is not None:
+            out.update(self._windows(fm, res.batch.time_us[flagged]))
         return ScanTables(
             flagged=pa.table(out),
             lon=res.batch.lon[flagged],
@@ -153,6 +155,37 @@ class Labeller:
             match_category=self.site_category.take(pa.array(fm.site)),
             match_distance_m=np.round(fm.distance_m, DISTANCE_DECIMALS),
         )
+
+
+    WINDOW_FIELDS = (
+        "window",
+        "window_start_utc",
+        "window_end_utc",
+        "window_start_local",
+        "window_end_local",
+    )
+
+    def _windows(self, fm: Matches, time_us: np.ndarray) -> dict[str, pa.Array]:
+        """Which window matched (issue #7): the nearest event site of each flagged read.
+
+        Empty strings where a read matched permanent sites only.
+        """
+        eng = self.engine
+        n = len(fm.ptr) - 1
+        row = eng.window_row[fm.site]
+        pair = np.flatnonzero(row >= 0)
+        read = np.repeat(np.arange(n), fm.count)[pair]
+        # matches are nearest first, so the first event pair of a read is its nearest event
+        read, first = np.unique(read, return_index=True)
+        pair = pair[first]
+        desc = eng.windows.describe(row[pair], time_us[read])
+        out = {"event_site_id": np.full(n, "", dtype=object)}
+        out["event_site_id"][read] = eng.fences.site_id[fm.site[pair]]
+        for name in self.WINDOW_FIELDS:
+            col = np.full(n, "", dtype=object)
+            col[read] = desc[name]
+            out[name] = col
+        return {k: pa.array(v, type=pa.string()) for k, v in out.items()}
 
 
 def build_engine(

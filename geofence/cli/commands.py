@@ -3,7 +3,7 @@
 One import per line, so that each command group is added or removed by one line.
 """
 
-# ruff: noqa: F401
+# ruff: noqa: F401, I001
 from geofence.cli import events
 from geofence.cli import filter
 from geofence.cli import layers

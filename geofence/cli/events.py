@@ -84,7 +84,7 @@ def events():
     "--buffer-m",
     type=click.FloatRange(min=0),
     default=None,
-    help="Distance in metres the event asks for (stored as buffer_m).",
+    help="The event's extent in metres either side of its geometry (a march route's half-width; stored as buffer_m). The category's distance applies beyond it.",
 )
 @click.option(
     "--start",
