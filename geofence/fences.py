@@ -111,6 +111,7 @@ class Segments:
     dy: np.ndarray
     inv_len2: np.ndarray  # 1 / |edge|^2, 0 for degenerate edges
     area: np.ndarray
+    box: np.ndarray | None = None  # (n, 4) east/north bounds of each area piece
 
     @classmethod
     def from_geoms(cls, geom: np.ndarray, is_point: np.ndarray) -> Segments:
@@ -134,7 +135,14 @@ class Segments:
         len2 = dx * dx + dy * dy
         with np.errstate(divide="ignore"):
             inv = np.where(len2 > 0, 1.0 / len2, 0.0)
-        return cls(ptr, start[:, 0].copy(), start[:, 1].copy(), dx, dy, inv, area)
+        # planar bounds of each piece: a read outside them is outside the area, and the
+        # crossing test (half of the work) is skipped for it (issue #5)
+        box = np.full((n, 4), np.nan)
+        if len(seg_piece):
+            for col, fn, v in ((0, np.fmin, start[:, 0]), (1, np.fmin, start[:, 1]), (2, np.fmax, start[:, 0]), (3, np.fmax, start[:, 1])):
+                fn.at(box[:, col], seg_piece, v)
+        box[~area] = np.nan  # lines have no inside
+        return cls(ptr, start[:, 0].copy(), start[:, 1].copy(), dx, dy, inv, area, box)
 
     def distance(self, piece: np.ndarray, east: np.ndarray, north: np.ndarray, chunk: int = 1 << 21) -> np.ndarray:
         """Planar distance from points to their pieces (0 inside areas), all in numpy.
@@ -166,16 +174,29 @@ class Segments:
         t = np.clip((px * dx + py * dy) * self.inv_len2[seg], 0.0, 1.0)
         ex = px - t * dx
         ey = py - t * dy
-        d2 = np.minimum.reduceat(ex * ex + ey * ey, first) if total else np.zeros(0)
-        # even-odd crossing test of a ray towards +east: edges straddling the read's
-        # northing that cross east of it
-        straddle = (self.y0[seg] > north[pair]) != (self.y0[seg] + dy > north[pair])
+        d = np.sqrt(np.minimum.reduceat(ex * ex + ey * ey, first)) if total else np.zeros(0)
+        # Insideness only for reads within an area piece's planar bounds (NaN bounds of
+        # lines compare False): an even-odd crossing test of a ray towards +east.
+        b = self.box[piece]
+        inb = np.flatnonzero((east >= b[:, 0]) & (north >= b[:, 1]) & (east <= b[:, 2]) & (north <= b[:, 3]))
+        if len(inb):
+            d[inb] = np.where(self._odd(piece[inb], east[inb], north[inb], cnt[inb]), 0.0, d[inb])
+        return d
+
+    def _odd(self, piece, east, north, cnt) -> np.ndarray:
+        """Even-odd test: does a ray towards +east cross the piece's rings an odd number of times?"""
+        first = np.cumsum(cnt) - cnt
+        total = int(cnt.sum())
+        pair = np.repeat(np.arange(len(piece)), cnt)
+        seg = np.repeat(self.ptr[piece] - first, cnt) + np.arange(total)
+        y0 = self.y0[seg]
+        dy = self.dy[seg]
+        n = north[pair]
+        straddle = (y0 > n) != (y0 + dy > n)
         with np.errstate(divide="ignore", invalid="ignore"):
-            xcross = self.x0[seg] + (north[pair] - self.y0[seg]) * dx / dy
+            xcross = self.x0[seg] + (n - y0) * self.dx[seg] / dy
         crossing = straddle & (east[pair] < xcross)
-        odd = (np.add.reduceat(crossing.astype(np.int8), first) & 1).astype(bool) if total else np.zeros(0, bool)
-        inside = odd & self.area[piece]
-        return np.where(inside, 0.0, np.sqrt(d2))
+        return (np.add.reduceat(crossing.astype(np.int8), first) & 1).astype(bool)
 
 
 def compile_fences(sites, policy: Policy) -> tuple[Fences, dict[str, int]]:

@@ -155,11 +155,13 @@ class GeoJSONSeqWriter(Writer):
 class CSVWriter(Writer):
     """One row per flagged read; ``matches`` as ``site_id@distance_m`` joined by ``;``.
 
-    For large outputs the CSV leaves out ``site_name``, ``tier`` and ``clauses``: they
-    follow from ``site_id`` and ``category`` through the layers and the summary's policy.
+    For large outputs the CSV leaves out ``site_name``, ``tier``, ``packs`` and
+    ``clauses``: they follow from ``site_id`` and ``category`` through the layers and the
+    summary's policy. Values are quoted only in batches where some value needs it (a
+    delimiter, quote or line break inside), which RFC 4180 readers take either way.
     """
 
-    DROP = ("site_name", "tier", "clauses")
+    DROP = ("site_name", "tier", "packs", "clauses")
 
     def __init__(self, fh) -> None:
         super().__init__(fh)
@@ -179,11 +181,20 @@ class CSVWriter(Writer):
         table = table.append_column("lon", pa.array(t.lon)).append_column("lat", pa.array(t.lat))
         table = table.append_column("matches", matches)
         buf = io.BytesIO()
-        pacsv.write_csv(
-            table,
-            buf,
-            write_options=pacsv.WriteOptions(include_header=self._header, quoting_style="needed"),
-        )
+        try:
+            # Arrow refuses unquoted values that hold a delimiter, quote or line break
+            pacsv.write_csv(
+                table,
+                buf,
+                write_options=pacsv.WriteOptions(include_header=self._header, quoting_style="none"),
+            )
+        except pa.ArrowInvalid:
+            buf = io.BytesIO()
+            pacsv.write_csv(
+                table,
+                buf,
+                write_options=pacsv.WriteOptions(include_header=self._header, quoting_style="needed"),
+            )
         self._header = False
         self.fh.write(buf.getvalue())
 
