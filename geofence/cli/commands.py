@@ -9,3 +9,4 @@ from geofence.cli import filter
 from geofence.cli import layers
 from geofence.cli import policies
 from geofence.cli import scan
+from geofence.cli import sharing
