@@ -23,7 +23,10 @@ class GridIndex:
     fences : Fences
         The compiled fences; their ``bounds`` rows are registered in every cell they touch.
     cell_deg : float, optional
-        Cell height in degrees of latitude; by default about the median fence box.
+        Cell height in degrees of latitude; by default half the median fence box: a
+        box then touches ~9 cells instead of ~4, and a read's cell lists ~40 % fewer
+        fences that do not reach it (measured at 100k sites: 1.39M candidates instead
+        of 2.43M per 250k reads, 20 % less exact-test time; issue #5).
     """
 
     def __init__(self, fences: Fences, cell_deg: float | None = None, piece_mask: np.ndarray | None = None) -> None:
@@ -41,7 +44,7 @@ class GridIndex:
             self.always = np.empty(0, np.int64)
             return
         if cell_deg is None:
-            cell_deg = float(np.clip(np.median(b[:, 3] - b[:, 1]), 1e-4, 1.0))
+            cell_deg = float(np.clip(0.5 * np.median(b[:, 3] - b[:, 1]), 1e-4, 1.0))
         mid_lat = float(np.median(0.5 * (b[:, 1] + b[:, 3])))
         self.cell_lat = cell_deg
         # square-ish cells in metres at the typical latitude; any choice is correct
