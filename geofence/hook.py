@@ -35,7 +35,7 @@ from geofence.errors import SharingRefused, UsageError
 from geofence.jurisdictions import Decision, Recipient, check_recipient
 from geofence.model import NO_TIME, REJECT_REASONS, ReadBatch
 from geofence.report import DISTANCE_DECIMALS, dumps_summary
-from geofence.scan import build_engine, iter_reads, scan_batches
+from geofence.scan import _resolve_profile, build_engine, iter_reads, scan_batches
 
 WITHHELD_COLUMNS = ("withheld_reason", "category", "site_id", "distance_m")
 
@@ -230,10 +230,11 @@ def run_filter(
     max_age_days: float | None = None,
     now: _dt.datetime | None = None,
     columns: Mapping[str, str] | None = None,
-    timezone: str = "UTC",
+    timezone: str | None = None,
     batch_size: int | None = None,
     deterministic: bool = False,
     limits: Mapping[str, int] | None = None,
+    profile=None,
 ) -> dict:
     """Filter a read log for sharing; write shared rows, withheld rows, manifest, audit line.
 
@@ -252,12 +253,13 @@ def run_filter(
         When the recipient rules forbid the share (after writing the manifest, the
         audit line and an OUT file with the header only).
     """
+    profile, timezone = _resolve_profile(profile, timezone)  # a format profile (issue #8): checked before any work
     filt = SharingFilter(layers, policy=policy, tier=tier, distances=distances, recipient=recipient, sender_state=sender_state, max_age_days=max_age_days, now=now, crs=crs, limits=limits)
     by_reason: Counter = Counter()
     by_category: Counter = Counter()
     n_in = n_shared = 0
     with contextlib.ExitStack() as stack:
-        stream = stack.enter_context(iter_reads(source, columns=columns, timezone=timezone, batch_size=batch_size, keep_raw=True, limits=limits))
+        stream = stack.enter_context(iter_reads(source, columns=columns, timezone=timezone, batch_size=batch_size, keep_raw=True, limits=limits, profile=profile))
         out_fh = stack.enter_context(atomic_output(out))
         wh_fh = stack.enter_context(atomic_output(withheld))
         header = (b"\xef\xbb\xbf" if getattr(stream, "bom", False) else b"") + stream.header
@@ -313,6 +315,7 @@ def _manifest(filt, stream, source, out, n_in, n_shared, by_reason, by_category,
             "file": "<stdin>" if str(source) == "-" else Path(str(source)).name,
             "sha256": getattr(stream, "sha256", None) if filt.decision.allowed else None,
             "rows": n_in,
+            **({"profile": stream.profile} if getattr(stream, "profile", None) else {}),
         },
         "counts": {
             "reads_in": n_in,
@@ -323,7 +326,7 @@ def _manifest(filt, stream, source, out, n_in, n_shared, by_reason, by_category,
         },
         "max_age_days": filt.max_age_days,
         "as_of": filt.now.strftime("%Y-%m-%dT%H:%M:%SZ") if filt.max_age_days is not None else None,
-        "layers": [{"file": Path(s.path).name, "sha256": s.sha256, "sites": s.sites_loaded} for s in filt.layer_sources],
+        "layers": [{"file": Path(s.path).name, "sha256": s.sha256, "sites": s.sites_loaded, **s.credits()} for s in filt.layer_sources],
         "policy": eng.policy.describe(),
         "sites_fenced": eng.n_sites,
     }
@@ -353,13 +356,15 @@ def verify(
     policy=None,
     tier: str | None = None,
     columns: Mapping[str, str] | None = None,
-    timezone: str = "UTC",
+    timezone: str | None = None,
+    profile=None,
 ) -> list[str]:
     """Check a shared file against its manifest; return the findings (empty when all holds).
 
     Checks the SHA-256 and row count recorded in the manifest and, when ``layers`` are
     given, re-scans every shared read: none may lie within a fence or be unevaluable.
-    The policy defaults to the manifest's tier and packs.
+    The policy defaults to the manifest's tier and packs. ``profile`` reads the shared
+    file in a vendor format (issue #8).
     """
     import hashlib
 
@@ -374,6 +379,7 @@ def verify(
     if not isinstance(doc, dict):
         raise UsageError(f"{manifest}: not a geofence manifest (expected a JSON object)")
     findings: list[str] = []
+    profile, timezone = _resolve_profile(profile, timezone)
     out = doc.get("output", {})
     if doc.get("decision", {}).get("decision") != "allow":
         findings.append(f"manifest records a refused share ({doc.get('decision', {}).get('reason')}); nothing should have been shared")
@@ -388,7 +394,7 @@ def verify(
             if (Path(s.path).name, s.sha256) not in known:
                 findings.append(f"layer {Path(s.path).name} (sha256 {s.sha256[:12]}...) is not the one the manifest records")
         rows = 0
-        with iter_reads(shared, columns=columns, timezone=timezone) as stream:
+        with iter_reads(shared, columns=columns, timezone=timezone, profile=profile) as stream:
             for res in scan_batches(stream, engine):
                 rows += len(res.batch)
                 for i in np.flatnonzero(res.reason != 0)[:20].tolist():
@@ -398,7 +404,7 @@ def verify(
                 for i, s, d in zip(bad[:20].tolist(), near_site[:20].tolist(), near_d[:20].tolist(), strict=False):
                     findings.append(f"row {int(res.batch.row[i])}: shared read lies {d:.3f} m from site {engine.fences.site_id[s]} ({engine.fences.site_category[s]})")
     else:
-        with iter_reads(shared, columns=columns, timezone=timezone) as stream:
+        with iter_reads(shared, columns=columns, timezone=timezone, profile=profile) as stream:
             rows = sum(len(b) for b in stream)
     if rows != out.get("rows"):
         findings.append(f"{Path(str(shared)).name}: {rows} rows, the manifest records {out.get('rows')}")

@@ -797,7 +797,9 @@ _KEPT_TYPES = (_POINT, _LINESTRING, _POLYGON, _MULTILINESTRING, _MULTIPOLYGON)
 def _to_wgs84(geoms: np.ndarray, crs: object) -> np.ndarray:
     src = pyproj.CRS.from_user_input(crs)
     if src.equals(WGS84, ignore_axis_order=True):
-        return shapely.force_2d(geoms)
+        # force_2d copies every geometry; only pay for it when some have a Z (issue #5:
+        # a copy of 100k sites is ~50 MB of peak memory)
+        return shapely.force_2d(geoms) if shapely.has_z(geoms).any() else geoms
     # always_xy: coordinates go in as (x, y) / (lon, lat) whatever the CRS's axis order
     # says (style.md "CRS discipline"; pyproj warns that EPSG:4326 is lat, lon).
     transformer = pyproj.Transformer.from_crs(src, WGS84, always_xy=True)
@@ -981,6 +983,14 @@ def _load_one(
     source = LayerSource(
         path=path, sha256=_sha256(path), format=label, crs=None, features_in=len(frame)
     )
+    # Licence and attribution columns (OSM imports, issue #8) travel with the layer to
+    # `layers check`, scan summaries and sharing manifests.
+    for attr in ("license", "attribution"):
+        found = _detect(list(frame.columns), (attr,))
+        if found:
+            values = frame[found[0]].dropna().astype(str).str.strip()
+            values = sorted(v for v in values.unique() if v)
+            setattr(source, attr, "; ".join(values) or None)
 
     # CRS: the file's own, else the caller's, else the format's default (GeoJSON, CSV).
     if file_crs is not None:

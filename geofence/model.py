@@ -138,6 +138,28 @@ class LayerSource:
     sites_loaded: int = 0
     repaired: list[tuple[str, str]] = field(default_factory=list)  # (feature, what was done)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (feature, reason)
+    license: str | None = None  # from a `license` column, e.g. "ODbL-1.0" (issue #8)
+    attribution: str | None = None  # from an `attribution` column: must reach reports
+
+    def credits(self) -> dict[str, str]:
+        """``license`` and ``attribution`` for summaries and manifests; empty when unknown.
+
+        The ODbL (section 4.3) asks every produced work from OpenStreetMap data to say
+        "© OpenStreetMap contributors", so a report using OSM sites carries it.
+        """
+        pairs = (("license", self.license), ("attribution", self.attribution))
+        return {k: v for k, v in pairs if v}
+
+    def describe(self) -> dict:
+        """The layer as summaries list it: file, SHA-256, counts and credits."""
+        return {
+            "file": Path(self.path).name,
+            "sha256": self.sha256,
+            "sites": self.sites_loaded,
+            "rejected": len(self.rejected),
+            "repaired": len(self.repaired),
+            **self.credits(),
+        }
 
 
 @dataclass

@@ -80,10 +80,23 @@ def _json_default(o):
 
 
 class Writer:
-    """Base writer: ``start()``, ``write(tables)`` per batch, ``finish()``."""
+    """Base writer: ``start()``, ``write(tables)`` per batch, ``finish()``.
 
-    def __init__(self, fh) -> None:
+    Fragment form (issue #13): a partition of a scale-out scan writes with
+    ``fragment=True`` and never calls ``start``/``finish``; its bytes are the body only
+    (no document header or footer, no separator before its first record, a CSV header
+    kept in ``header`` instead of written). The full writer of the final file then takes
+    the fragments in partition order with :meth:`append_fragment`, which adds exactly
+    what a single writer would have written between them, so the bytes are the same.
+    """
+
+    SEP = b""  # written between the records of two non-empty fragments
+
+    def __init__(self, fh, *, fragment: bool = False) -> None:
         self.fh = fh
+        self.fragment = fragment
+        self.header: bytes | None = None
+        self._first = True  # nothing written yet
 
     def start(self) -> None:
         pass
@@ -93,6 +106,15 @@ class Writer:
 
     def finish(self) -> None:
         pass
+
+    def append_fragment(self, header: bytes | None, size: int, chunks) -> None:
+        """Append one fragment: its ``header`` (as the writer kept it), ``size`` bytes of body
+        in ``chunks`` (an iterable of bytes)."""
+        if size and not self._first:
+            self.fh.write(self.SEP)
+        for chunk in chunks:
+            self.fh.write(chunk)
+        self._first = self._first and not size
 
 
 def _features(t: ScanTables):
@@ -123,8 +145,12 @@ def _features(t: ScanTables):
 class GeoJSONWriter(Writer):
     """An RFC 7946 FeatureCollection, written feature by feature."""
 
+    HEAD = b'{"type": "FeatureCollection", "features": [\n'
+    SEP = b",\n"
+    FOOT = b"\n]}\n"
+
     def start(self) -> None:
-        self.fh.write(b'{"type": "FeatureCollection", "features": [\n')
+        self.fh.write(self.HEAD)
         self._first = True
 
     def write(self, t: ScanTables) -> None:
@@ -137,7 +163,7 @@ class GeoJSONWriter(Writer):
         self.fh.write(buf.getvalue().encode())
 
     def finish(self) -> None:
-        self.fh.write(b"\n]}\n")
+        self.fh.write(self.FOOT)
 
 
 class GeoJSONSeqWriter(Writer):
@@ -163,8 +189,8 @@ class CSVWriter(Writer):
 
     DROP = ("site_name", "tier", "packs", "clauses")
 
-    def __init__(self, fh) -> None:
-        super().__init__(fh)
+    def __init__(self, fh, *, fragment: bool = False) -> None:
+        super().__init__(fh, fragment=fragment)
         self._header = True
 
     def write(self, t: ScanTables) -> None:
@@ -195,8 +221,22 @@ class CSVWriter(Writer):
                 buf,
                 write_options=pacsv.WriteOptions(include_header=self._header, quoting_style="needed"),
             )
+        data = buf.getvalue()
+        if self._header and self.fragment:
+            # our own column names hold no line break: the header is the first line
+            cut = data.index(b"\n") + 1
+            self.header, data = data[:cut], data[cut:]
         self._header = False
-        self.fh.write(buf.getvalue())
+        self.fh.write(data)
+
+    def append_fragment(self, header: bytes | None, size: int, chunks) -> None:
+        """The first fragment that has a header brings it (a single writer writes it at its
+        first batch, with that batch's quoting); the bodies follow one another."""
+        if header is not None and self._header:
+            self.fh.write(header)
+            self._header = False
+        for chunk in chunks:
+            self.fh.write(chunk)
 
 
 WRITERS = {"geojson": GeoJSONWriter, "geojsonseq": GeoJSONSeqWriter, "csv": CSVWriter}
@@ -242,6 +282,19 @@ class Summary:
             vc = pc.value_counts(pc.fill_null(values.cast(pa.string()), "(none)"))
             for v, k in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
                 counter[v] += k
+
+    def merge(self, other: Summary) -> None:
+        """Add the counts of ``other`` (a partition of the same scan, issue #13).
+
+        The full counters are added, so top-50 lists cut afterwards are the same as one
+        process counting everything would give.
+        """
+        self.reads_in += other.reads_in
+        self.reads_clean += other.reads_clean
+        self.reads_flagged += other.reads_flagged
+        self.reads_rejected += other.reads_rejected
+        for name in ("rejected_by_reason", "flagged_by_category", "flagged_by_site", "flagged_by_agency", "flagged_by_camera"):
+            getattr(self, name).update(getattr(other, name))
 
     def check(self) -> None:
         """Assert the invariant that every read is counted exactly once."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from geofence._pipeline import OutputThread
 from geofence._version import __version__
 from geofence.atomic import atomic_output
 from geofence.engine import Engine, Matches
@@ -39,6 +41,11 @@ from geofence.report import (
 )
 
 STATUS_CLEAN, STATUS_FLAGGED, STATUS_REJECTED = 0, 1, 2
+
+SCAN_BATCH = 65_536
+"""Reads per batch. With dense fences (100k sites, 8 matches per read) a batch's report
+rows are ~300 MB at 262k reads; at 64k the scan's peak memory stays under the issue's
+500 MB while the per-batch overhead is still negligible (issue #5)."""
 
 
 @dataclass
@@ -132,6 +139,8 @@ class Labeller:
             if name == "plate" and self.pseudonymizer is not None:
                 col = self.pseudonymizer(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
             out[name] = col
+        if "position_source" in cols.column_names:  # scan --cameras (issue #10)
+            out["position_source"] = cols.column("position_source").take(fl)
         # Dictionary arrays: zero-copy views of the per-site and per-category strings.
         near = pa.array(near_site.astype(np.int32))
         cat_idx = pa.array(cat.astype(np.int32))
@@ -205,6 +214,31 @@ def build_engine(
     engine : Engine
     layer_sources : list of geofence.model.LayerSource
     """
+    sites, sources, policy = load_sites(layers, sites=sites, policy=policy, tier=tier, distances=distances, crs=crs, limits=limits)
+    engine = Engine(sites, policy)
+    del sites
+    _release_memory()
+    return engine, sources
+
+
+def load_sites(
+    layers: Sequence[str | os.PathLike] | None = None,
+    *,
+    sites=None,
+    policy=None,
+    tier: str = "near",
+    distances: Mapping[str, float] | None = None,
+    crs: str | None = None,
+    limits: Mapping[str, int] | None = None,
+):
+    """Load and validate layers and policy: what :func:`build_engine` compiles.
+
+    Returns
+    -------
+    sites : geopandas.GeoDataFrame
+    layer_sources : list of geofence.model.LayerSource
+    policy : Policy
+    """
     from geofence.layers import load_layers
     from geofence.policy import load_policy
 
@@ -218,22 +252,76 @@ def build_engine(
         lim = {k: v for k, v in (limits or {}).items() if k in ("max_vertices_per_site", "max_features")}
         layer = load_layers(list(layers), crs=crs, **lim)
         sites, sources = layer.sites, layer.sources
-    return Engine(sites, policy), sources
+    return sites, sources, policy
 
 
-def iter_reads(reads, *, columns=None, timezone="UTC", batch_size=None, keep_raw=False, limits=None):
+def _release_memory() -> None:
+    """Hand the memory freed after loading layers back to the system (issue #5).
+
+    Loading and compiling 100k sites leaves ~130 MB of freed blocks in Arrow's pool and
+    the C heap; returning them keeps the scan's resident size near what it uses.
+    """
+    import gc
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def iter_reads(reads, *, columns=None, timezone=None, batch_size=None, keep_raw=False, limits=None, profile=None):
     """Open ``reads`` (path, ``-``, file object, DataFrame, Arrow table or batches).
 
     Returns a context manager yielding an iterable of ReadBatch (a ReadStream for files).
+    ``profile`` (name, file or :class:`geofence.profiles.Profile`) reads a vendor format
+    (issue #8); ``timezone`` ``None`` means the profile's zone, else UTC.
     """
     from geofence import reads as _reads
 
-    kw = {} if batch_size is None else {"batch_size": batch_size}
+    kw = {"batch_size": SCAN_BATCH if batch_size is None else batch_size}
     if isinstance(reads, (str, os.PathLike)) or hasattr(reads, "read"):
         if limits and "max_line_bytes" in limits:
             kw["max_line_bytes"] = limits["max_line_bytes"]
-        return _reads.open_reads(reads, columns=columns, timezone=timezone, keep_raw=keep_raw, **kw)
-    return contextlib.nullcontext(_reads.batches_from_table(reads, columns=columns, timezone=timezone, **kw))
+        if profile is not None:
+            from geofence.profiles import open_profile_reads
+
+            return open_profile_reads(reads, profile, columns=columns, timezone=timezone, keep_raw=keep_raw, **kw)
+        return _reads.open_reads(reads, columns=columns, timezone=timezone or "UTC", keep_raw=keep_raw, **kw)
+    if profile is not None:
+        raise UsageError("a profile describes a file format; in-memory tables take columns= instead")
+    return contextlib.nullcontext(_reads.batches_from_table(reads, columns=columns, timezone=timezone or "UTC", **kw))
+
+
+def _with_cameras(batches, positions, counts: dict | None = None):
+    """Reads without coordinates placed at their camera (``scan --cameras``, issue #10).
+
+    ``positions`` is a :class:`geofence.cameras.CameraPositions` or ``None`` (batches
+    unchanged); ``counts["reads_positioned"]`` adds up the reads placed.
+    """
+    if positions is None:
+        return batches
+    import pyarrow.compute as pc
+
+    from geofence.cameras import position_reads
+
+    time_column = (getattr(batches, "mapping", None) or {}).get("timestamp")
+
+    def gen():
+        for b in batches:
+            b = position_reads(b, positions, time_column=time_column)
+            if counts is not None:
+                placed = pc.sum(pc.equal(b.columns.column("position_source"), "camera")).as_py() or 0
+                counts["reads_positioned"] = counts.get("reads_positioned", 0) + placed
+            yield b
+
+    return gen()
+
+
+def _camera_doc(positions, counts: dict) -> dict:
+    return {"file": positions.file, "sha256": positions.sha256, "cameras": len(positions), "reads_positioned": counts.get("reads_positioned", 0)}
 
 
 def scan(
@@ -245,8 +333,10 @@ def scan(
     tier: str = "near",
     distances: Mapping[str, float] | None = None,
     columns: Mapping[str, str] | None = None,
-    timezone: str = "UTC",
+    timezone: str | None = None,
     batch_size: int | None = None,
+    cameras: str | os.PathLike | None = None,
+    profile=None,
 ):
     """Scan reads against site layers and return the flagged reads as a GeoDataFrame.
 
@@ -261,7 +351,15 @@ def scan(
     tier, distances : optional
         Distance tier and per-category overrides in metres.
     columns, timezone, batch_size : optional
-        Reading options (see :func:`geofence.reads.open_reads`).
+        Reading options (see :func:`geofence.reads.open_reads`); ``timezone`` defaults
+        to the profile's, else UTC.
+    profile : str, path or Profile, optional
+        Format profile of the read log (``uwchr-spd``, ``openalpr-group``, a .toml file;
+        issue #8, :mod:`geofence.profiles`).
+    cameras : path, optional
+        Camera table (``geofence cameras --camera-table``, or a CSV of camera id and
+        position): reads with a camera id but no coordinates get the camera's position
+        and ``position_source = camera`` (issue #10).
 
     Returns
     -------
@@ -279,8 +377,10 @@ def scan(
     engine, _ = build_engine(layers, sites=sites, policy=policy, tier=tier, distances=distances)
     lab = Labeller(engine)
     frames = []
-    with iter_reads(reads, columns=columns, timezone=timezone, batch_size=batch_size) as stream:
-        for res in scan_batches(stream, engine):
+    positions = _load_positions(cameras)
+    profile, timezone = _resolve_profile(profile, timezone)
+    with iter_reads(reads, columns=columns, timezone=timezone, batch_size=batch_size, profile=profile) as stream:
+        for res in scan_batches(_with_cameras(stream, positions), engine):
             t = lab.tables(res)
             df = _decoded(t.flagged).to_pandas()
             ids, cats = t.match_site_id.to_pylist(), t.match_category.to_pylist()
@@ -305,27 +405,207 @@ def _decoded(table: pa.Table) -> pa.Table:
     return pa.table(cols, names=table.column_names)
 
 
-def write_rejects_rows(fh, stream, res: ScanResult, header_written: list) -> None:
-    """Append the rejected rows of a batch, as they were, plus a ``reason`` column."""
-    from geofence.model import REJECT_REASONS
+class RejectsWriter:
+    """The rejects file: rejected rows as they were, plus a ``reason`` column.
 
-    rej = np.flatnonzero(res.reason != 0)
-    b = res.batch
-    if b.raw is None:
-        raise UsageError("rejects files need a delimited text input")
-    delim = stream.delimiter.encode()
-    term = stream.line_terminator
-    if not header_written:
-        fh.write(stream.header.rstrip(b"\r\n") + delim + b"reason" + term)
-        header_written.append(True)
-    if len(rej) == 0:
-        return
-    raw = b.raw
-    off = b.offsets
-    parts = []
-    for i, code in zip(rej.tolist(), res.reason[rej].tolist(), strict=True):
-        parts.append(raw[off[i] : off[i + 1]].rstrip(b"\r\n") + delim + REJECT_REASONS[code].encode() + term)
-    fh.write(b"".join(parts))
+    The header is the input's header plus ``reason``, written once, at the first batch
+    of the run. Rows of delimited text keep their bytes; rows of a Parquet input
+    (issue #13) are written as CSV of their values. In fragment form (a partition of a
+    scale-out scan) the header is kept in ``header`` instead of written, and the final
+    file takes the fragments with :meth:`append_fragment`, like the report writers.
+    """
+
+    def __init__(self, fh, *, fragment: bool = False) -> None:
+        self.fh = fh
+        self.fragment = fragment
+        self.header: bytes | None = None
+        self._started = False
+
+    def write(self, stream, res: ScanResult) -> None:
+        """Append the rejected rows of one batch (and the header at the first batch)."""
+        from geofence.model import REJECT_REASONS
+
+        b = res.batch
+        parquet = b.raw is None and hasattr(stream, "row_bytes")  # a Parquet partition
+        if b.raw is None and not parquet:
+            raise UsageError("rejects files need a delimited text input")
+        delim = b"," if parquet else stream.delimiter.encode()
+        term = b"\n" if parquet else stream.line_terminator
+        if not self._started:
+            head = stream.header.rstrip(b"\r\n") + delim + b"reason" + term
+            self._started = True
+            if self.fragment:
+                self.header = head
+            else:
+                self.fh.write(head)
+        rej = np.flatnonzero(res.reason != 0)
+        if len(rej) == 0:
+            return
+        rows = stream.row_bytes(b, rej) if parquet else [b.raw[b.offsets[i] : b.offsets[i + 1]].rstrip(b"\r\n") for i in rej.tolist()]
+        reasons = [REJECT_REASONS[c].encode() for c in res.reason[rej].tolist()]
+        self.fh.write(b"".join(r + delim + why + term for r, why in zip(rows, reasons, strict=True)))
+
+    def append_fragment(self, header: bytes | None, size: int, chunks) -> None:
+        """Append a partition's fragment (see :meth:`geofence.report.Writer.append_fragment`)."""
+        if header is not None and not self._started:
+            self.fh.write(header)
+            self._started = True
+        for chunk in chunks:
+            self.fh.write(chunk)
+
+
+@dataclass
+class ScanSetup:
+    """What every partition of a scan shares: compiled once per process (issue #13).
+
+    The client builds one for ``local``; each worker process of a scale-out scan builds
+    one from the site table the client sends (:mod:`geofence.distributed`).
+    """
+
+    engine: Engine
+    labeller: Labeller
+    positions: object = None  # geofence.cameras.CameraPositions (scan --cameras)
+    columns: Mapping[str, str] | None = None
+    timezone: str = "UTC"
+    batch_size: int | None = None
+    limits: Mapping[str, int] | None = None
+    profile: object = None  # geofence.profiles.Profile
+
+
+@dataclass
+class PartitionScan:
+    """What scanning one partition gave; ``summary`` is complete once its output ran."""
+
+    index: int
+    summary: Summary
+    input_doc: dict
+    reads_positioned: int
+
+
+def _output_batch(lab: Labeller, res: ScanResult, stream, label, writer, rejects, totals: Summary) -> None:
+    """The output stage of one batch: report rows, rejects, counts (output thread)."""
+    t = lab.tables(res, source=label)
+    if writer is not None:
+        writer.write(t)
+    if rejects is not None:
+        rejects.write(stream, res)
+    fl = t.flagged
+    totals.add(
+        res.reason,
+        res.matches.flagged & (res.reason == 0),
+        fl.column("category"),
+        fl.column("site_id"),
+        fl.column("agency"),
+        fl.column("camera_id"),
+    )
+
+
+def scan_partition(
+    part,
+    setup: ScanSetup,
+    outq: OutputThread,
+    *,
+    storage_options: Mapping[str, object] | None = None,
+    writer=None,
+    rejects: RejectsWriter | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PartitionScan:
+    """Stream one partition of a plan through the scan: the one loop of every engine.
+
+    Matching runs here; the output stage of each batch (report rows, the writers, the
+    counts) is queued on ``outq`` and runs in its thread, in order (issue #5). ``local``
+    passes the writers of the final files; a scale-out worker passes fragment writers
+    (issue #13). The returned summary is complete once ``outq`` has run its tasks.
+
+    Parameters
+    ----------
+    part : geofence.plan.Partition
+    setup : ScanSetup
+    outq : OutputThread
+    storage_options : mapping, optional
+        fsspec options for object-store inputs.
+    writer : geofence.report.Writer, optional
+    rejects : RejectsWriter, optional
+    progress : callable, optional
+        Called with the number of reads of every batch matched.
+    """
+    from geofence.plan import open_partition
+
+    totals = Summary()
+    cam: dict = {}
+    with open_partition(
+        part,
+        storage_options,
+        columns=setup.columns,
+        timezone=setup.timezone,
+        batch_size=setup.batch_size,
+        keep_raw=rejects is not None,
+        limits=setup.limits,
+        profile=setup.profile,
+    ) as stream:
+        for res in scan_batches(_with_cameras(stream, setup.positions, cam), setup.engine):
+            outq.submit(functools.partial(_output_batch, setup.labeller, res, stream, part.label, writer, rejects, totals))
+            if progress:
+                progress(len(res.batch))
+        doc = _input_doc(part.input.url, stream)
+    return PartitionScan(part.index, totals, doc, cam.get("reads_positioned", 0))
+
+
+def check_in(part, scan: PartitionScan) -> None:
+    """Every read of a partition counted once: ``in = clean + flagged + rejected`` and
+    ``in`` = the rows its file gave (the plan's rows for Parquet) (issue #13)."""
+    from geofence.errors import GeofenceError
+
+    s = scan.summary
+    expect = part.rows if part.rows is not None else scan.input_doc.get("rows")
+    if s.reads_clean + s.reads_flagged + s.reads_rejected != s.reads_in or (expect is not None and expect != s.reads_in):
+        raise GeofenceError(
+            f"partition {part.index} ({part.input.name}): counts do not add up ({s.reads_in:,} in, "
+            f"{s.reads_clean:,} clean + {s.reads_flagged:,} flagged + {s.reads_rejected:,} rejected, "
+            f"{expect} rows read); nothing was written: report this as a bug"
+        )
+
+
+def merge_partitions(plan, scans: Sequence[PartitionScan]) -> tuple[Summary, list[dict], int]:
+    """Counts, input documents and cameras' positioned reads of a whole plan.
+
+    Full counters are added before any top-50 cut; a Parquet file cut into partitions
+    gets one input document (rows added up, the SHA-256 of the partition that hashed it).
+    """
+    totals = Summary()
+    docs: dict[int, dict] = {}
+    positioned = 0
+    for part, sc in zip(plan.partitions, scans, strict=True):
+        check_in(part, sc)
+        totals.merge(sc.summary)
+        positioned += sc.reads_positioned
+        doc = docs.get(part.input.index)
+        if doc is None:
+            docs[part.input.index] = dict(sc.input_doc)
+        else:  # a further row-group run of the same Parquet file
+            doc["rows"] += sc.input_doc["rows"]
+            doc["sha256"] = doc["sha256"] or sc.input_doc["sha256"]
+    totals.check()
+    return totals, [docs[i] for i in sorted(docs)], positioned
+
+
+def _scan_local(plan, setup: ScanSetup, writer, rejects, progress) -> list[PartitionScan]:
+    """``--engine local``: the plan's partitions in order, in this process."""
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done)
+
+    scans = []
+    # Matching here, output in a second thread: both cores busy (issue #5).
+    with OutputThread() as outq:
+        for part in plan.partitions:
+            scans.append(scan_partition(part, setup, outq, storage_options=plan.storage_options, writer=writer, rejects=rejects, progress=step))
+        outq.close()
+    return scans
 
 
 def run_scan(
@@ -341,12 +621,23 @@ def run_scan(
     summary: str | os.PathLike | None = None,
     rejects: str | os.PathLike | None = None,
     columns: Mapping[str, str] | None = None,
-    timezone: str = "UTC",
+    timezone: str | None = None,
     batch_size: int | None = None,
     pseudonymize_key: bytes | None = None,
     deterministic: bool = False,
     progress: Callable[[int], None] | None = None,
     limits: Mapping[str, int] | None = None,
+    cameras: str | os.PathLike | None = None,
+    profile=None,
+    engine: str | None = None,
+    jobs: int | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    staging: str | os.PathLike | None = None,
+    storage_options: Mapping[str, object] | None = None,
+    retries: int = 2,
+    partition_rows: int | None = None,
+    on_execution: Callable[[dict], None] | None = None,
 ) -> dict:
     """Scan read logs and write the report, summary and rejects files.
 
@@ -355,8 +646,10 @@ def run_scan(
 
     Parameters
     ----------
-    reads : sequence of paths or ``"-"``
-        Read logs, scanned in the order given; rows are numbered per file.
+    reads : sequence of paths, globs, URLs or ``"-"``
+        Read logs, scanned in the order given (a glob's matches sorted); rows are
+        numbered per file. Delimited text (any compression) or Parquet; ``s3://``,
+        ``gs://`` ... URLs through fsspec with ``storage_options`` (issue #13).
     layers : sequence of paths
         Site layers.
     out : path or ``"-"``, optional
@@ -366,61 +659,110 @@ def run_scan(
     pseudonymize_key : bytes, optional
         Replace plates in the report with HMAC-SHA256 under this key.
     deterministic : bool
-        Fix the one run-time field (``generated_at``) so reruns are byte-identical.
+        Fix the one run-time field (``generated_at``) so reruns are byte-identical; a
+        scale-out run then leaves out its engine, worker and timing facts (they go to
+        ``on_execution``).
     progress : callable, optional
-        Called with the number of reads done after every batch.
+        Called with the number of reads done after every batch (every partition for a
+        scale-out run).
+    cameras : path, optional
+        Camera table: reads with a camera id but no coordinates get the camera's
+        position and ``position_source = camera`` (issue #10; see :func:`scan`).
+    profile : str, path or Profile, optional
+        Format profile of every read log (issue #8); ``timezone`` ``None`` means the
+        profile's zone, else UTC.
+    engine : {"local", "processes", "dask"}, optional
+        Where partitions run (issue #13); default ``local``, or what ``jobs``
+        (processes) or ``workers``/``scheduler`` (dask) imply. Outputs are byte-identical
+        whichever runs them.
+    jobs : int, optional
+        Worker processes of ``processes`` (default: the CPU count).
+    workers : int, optional
+        Single-threaded worker processes of a local Dask cluster started for the run.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``).
+    staging : path or URL, optional
+        Where partitions write their fragments, reachable by every worker; default a
+        hidden folder beside ``out``. Removed at the end, whatever happens.
+    storage_options : mapping, optional
+        fsspec options for URL inputs and staging.
+    retries : int
+        Retries of a partition after an object-store error (not after bad input).
+    partition_rows : int, optional
+        Rows per Parquet partition (whole row groups).
+    on_execution : callable, optional
+        Called with the scale-out run's facts (engine, workers, partitions, times).
     """
+    from geofence.plan import DEFAULT_PARTITION_ROWS, plan_scan
+
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    kind = _engine_kind(engine, jobs, workers, scheduler)
+    profile, timezone = _resolve_profile(profile, timezone)
     started = time.perf_counter()
-    engine, layer_sources = build_engine(layers, policy=policy, tier=tier, distances=distances, crs=crs, limits=limits)
-    lab = Labeller(engine, PlatePseudonymizer(pseudonymize_key) if pseudonymize_key else None)
-    totals = Summary()
-    inputs = []
+    limits_kw = {"policy": policy, "tier": tier, "distances": distances, "crs": crs, "limits": limits}
+    if kind == "local":
+        eng, layer_sources = build_engine(layers, **limits_kw)
+        sites_pol = None
+    else:  # the sites and policy travel to the workers; this engine gives the summary's facts
+        sites, layer_sources, pol = load_sites(layers, **limits_kw)
+        eng, sites_pol = Engine(sites, pol), (sites, pol)
+        del sites
+    positions = _load_positions(cameras)
+    plan = plan_scan(reads, storage_options=storage_options, partition_rows=partition_rows or DEFAULT_PARTITION_ROWS)
+    setup = ScanSetup(
+        eng,
+        Labeller(eng, PlatePseudonymizer(pseudonymize_key) if pseudonymize_key else None),
+        positions,
+        columns,
+        timezone,
+        batch_size,
+        limits,
+        profile,
+    )
+    execution = None
     with contextlib.ExitStack() as stack:
         writer = None
         if out is not None:
             writer = WRITERS[fmt](stack.enter_context(atomic_output(out)))
             writer.start()
-        rej_fh = stack.enter_context(atomic_output(rejects)) if rejects else None
-        rej_header: list = []
-        done = 0
-        for src in reads:
-            with iter_reads(src, columns=columns, timezone=timezone, batch_size=batch_size, keep_raw=rej_fh is not None, limits=limits) as stream:
-                label = str(src) if len(reads) > 1 else None
-                for res in scan_batches(stream, engine):
-                    t = lab.tables(res, source=label)
-                    if writer is not None:
-                        writer.write(t)
-                    if rej_fh is not None:
-                        write_rejects_rows(rej_fh, stream, res, rej_header)
-                    fl = t.flagged
-                    totals.add(
-                        res.reason,
-                        res.matches.flagged & (res.reason == 0),
-                        fl.column("category"),
-                        fl.column("site_id"),
-                        fl.column("agency"),
-                        fl.column("camera_id"),
-                    )
-                    done += len(res.batch)
-                    if progress:
-                        progress(done)
-                inputs.append(_input_doc(src, stream))
+        rej = RejectsWriter(stack.enter_context(atomic_output(rejects))) if rejects else None
+        if kind == "local":
+            scans = _scan_local(plan, setup, writer, rej, progress)
+        else:
+            from geofence.distributed import Cluster, run_partitions
+
+            cluster = Cluster(kind, jobs=jobs, workers=workers, scheduler=scheduler, retries=retries)
+            scans, execution = run_partitions(
+                plan,
+                setup,
+                sites_pol,
+                cluster,
+                fmt=fmt if out is not None else None,
+                writer=writer,
+                rejects=rej,
+                staging=staging,
+                beside=next((p for p in (out, rejects, summary) if p is not None and str(p) != "-"), None),
+                pseudonymize_key=pseudonymize_key,
+                progress=progress,
+            )
+        totals, inputs, positioned = merge_partitions(plan, scans)
         if writer is not None:
             writer.finish()
+        _check_layers_unchanged(layer_sources)
         doc = {
             "tool": {"name": "geofence", "version": __version__},
             "generated_at": "1970-01-01T00:00:00Z" if deterministic else _now(),
             **totals.counts(),
             "inputs": inputs,
             "layers": [
-                {"file": Path(s.path).name, "sha256": s.sha256, "sites": s.sites_loaded, "rejected": len(s.rejected), "repaired": len(s.repaired)}
+                {"file": Path(s.path).name, "sha256": s.sha256, "sites": s.sites_loaded, "rejected": len(s.rejected), "repaired": len(s.repaired), **s.credits()}
                 for s in layer_sources
             ],
-            "sites_fenced": engine.n_sites,
-            "sites_not_in_policy": dict(sorted(engine.skipped.items())),
-            "policy": engine.policy.describe(),
+            "sites_fenced": eng.n_sites,
+            "sites_not_in_policy": dict(sorted(eng.skipped.items())),
+            "policy": eng.policy.describe(),
+            **({"cameras": _camera_doc(positions, {"reads_positioned": positioned})} if positions is not None else {}),
             "parameters": {
                 "format": fmt,
                 "timezone": timezone,
@@ -430,7 +772,11 @@ def run_scan(
             },
         }
         if not deterministic:
+            if execution is not None:
+                doc["execution"] = execution
             doc["elapsed_s"] = round(time.perf_counter() - started, 3)
+    if execution is not None and on_execution is not None:
+        on_execution(execution)
     # the summary describes the other outputs: it is renamed into place after them
     if summary is not None:
         with atomic_output(summary) as fh:
@@ -438,9 +784,69 @@ def run_scan(
     return doc
 
 
+ENGINES = ("local", "processes", "dask")
+
+
+def _engine_kind(engine, jobs, workers, scheduler) -> str:
+    """The engine asked for, explicitly or by its options (issue #13)."""
+    implied = {"processes"} if jobs is not None else set()
+    if workers is not None or scheduler is not None:
+        implied.add("dask")
+    if workers is not None and scheduler is not None:
+        raise UsageError("--workers starts a local Dask cluster and --scheduler uses a running one: give one of them")
+    if engine is not None and engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if len(implied) > 1 or (engine is not None and implied and implied != {engine}):
+        opts = "--jobs goes with --engine processes; --workers and --scheduler with --engine dask"
+        raise UsageError(f"options of different engines given together: {opts}")
+    for name, n in (("jobs", jobs), ("workers", workers)):
+        if n is not None and (not isinstance(n, int) or n < 1):
+            raise UsageError(f"--{name} must be a positive number of processes, not {n!r}")
+    return engine or (implied.pop() if implied else "local")
+
+
+def _check_layers_unchanged(layer_sources) -> None:
+    """Refuse to finish when a layer file changed after it was loaded (issue #13).
+
+    The scan used the sites as loaded and the summary gives that file's SHA-256; if the
+    file now differs, the summary would describe a file nobody can check the report
+    against, so no output is renamed into place.
+    """
+    from geofence.atomic import sha256_file
+    from geofence.errors import GeofenceError
+
+    for s in layer_sources:
+        path = Path(s.path)
+        if not path.is_file():
+            continue
+        now = sha256_file(path)
+        if now != s.sha256:
+            raise GeofenceError(
+                f"layer {path.name} changed after the scan was planned (sha256 {s.sha256[:12]}… "
+                f"is now {now[:12]}…); nothing was written: rerun the scan on the final layer"
+            )
+
+
+def _load_positions(cameras):
+    if cameras is None:
+        return None
+    from geofence.cameras import load_camera_positions
+
+    return load_camera_positions(cameras)
+
+
+def _resolve_profile(profile, timezone):
+    """The loaded format profile (or None) and the effective time zone (issue #8)."""
+    if profile is None:
+        return None, timezone or "UTC"
+    from geofence.profiles import resolve
+
+    return resolve(profile, timezone)
+
+
 def _input_doc(src, stream) -> dict:
     d = {"file": "<stdin>" if str(src) == "-" else Path(str(src)).name}
-    for attr in ("sha256", "rows", "delimiter", "timezone", "time_format", "mapping", "notes"):
+    for attr in ("sha256", "rows", "delimiter", "timezone", "time_format", "mapping", "notes", "profile", "parquet"):
         if hasattr(stream, attr):
             d[attr] = getattr(stream, attr)
     return d

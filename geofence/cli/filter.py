@@ -49,7 +49,7 @@ def _as_of(ctx, param, value):
 @click.option("--deterministic", is_flag=True, help="Fix the run-time field so reruns are byte-identical.")
 @verbose_opt
 @quiet_opt
-def filter_cmd(reads, layer_paths, crs, policy_names, tier, distance_overrides, max_vertices, max_features, columns, timezone, batch_size, max_line_bytes, recipient, recipient_type, recipient_state, purpose, user, sender, sender_state, declaration, out, withheld, manifest, audit_log, max_age_days, as_of, deterministic, verbose, quiet):
+def filter_cmd(reads, layer_paths, crs, policy_names, tier, distance_overrides, max_vertices, max_features, profile, columns, timezone, batch_size, max_line_bytes, recipient, recipient_type, recipient_state, purpose, user, sender, sender_state, declaration, out, withheld, manifest, audit_log, max_age_days, as_of, deterministic, verbose, quiet):
     """Withhold reads near sensitive sites, and refuse forbidden recipients, before sharing.
 
     Exit codes: 0 shared, 4 recipient refused (nothing shared), 1 bad input.
@@ -69,7 +69,7 @@ def filter_cmd(reads, layer_paths, crs, policy_names, tier, distance_overrides, 
         reads, list(layer_paths), recipient=rec, user=user, out=out, withheld=withheld, manifest=manifest,
         sender=sender, sender_state=sender_state, policy=list(policy_names) or None, tier=tier,
         distances=parse_distances(distance_overrides), crs=crs, audit_log=audit_log,
-        max_age_days=max_age_days, now=as_of, columns=columns, timezone=timezone, batch_size=batch_size,
+        max_age_days=max_age_days, now=as_of, columns=columns, timezone=timezone, batch_size=batch_size, profile=profile,
         deterministic=deterministic,
         limits={"max_line_bytes": max_line_bytes, "max_vertices_per_site": max_vertices, "max_features": max_features},
     )
@@ -87,7 +87,7 @@ def filter_cmd(reads, layer_paths, crs, policy_names, tier, distance_overrides, 
 @reading_options
 @verbose_opt
 @quiet_opt
-def verify(shared, manifest, layer_paths, policy_names, columns, timezone, batch_size, max_line_bytes, verbose, quiet):
+def verify(shared, manifest, layer_paths, policy_names, profile, columns, timezone, batch_size, max_line_bytes, verbose, quiet):
     """Check a shared file against its manifest: hash, row count, and no read within a fence.
 
     Exits 0 when everything holds, 5 with one line per finding otherwise.
@@ -99,7 +99,7 @@ def verify(shared, manifest, layer_paths, policy_names, columns, timezone, batch
     from geofence.hook import verify as run_verify
 
     setup_logging(verbose, quiet)
-    findings = run_verify(shared, manifest, layers=list(layer_paths) or None, policy=list(policy_names) or None, columns=columns, timezone=timezone)
+    findings = run_verify(shared, manifest, layers=list(layer_paths) or None, policy=list(policy_names) or None, columns=columns, timezone=timezone, profile=profile)
     for f in findings:
         click.echo(f"geofence: verify: {f}", err=True)
     if findings:

@@ -7,7 +7,7 @@ import json
 import click
 
 from geofence.cli import cli
-from geofence.cli.options import _split_pairs, crs_opt
+from geofence.cli.options import _split_pairs, crs_opt, quiet_opt, verbose_opt
 from geofence.layers import DEFAULT_MAX_FEATURES, DEFAULT_MAX_VERTICES_PER_SITE, load_layers
 from geofence.model import CATEGORIES
 
@@ -81,6 +81,8 @@ def check(paths, crs, category, columns, max_features, max_vertices_per_site, as
                             "sites_loaded": s.sites_loaded,
                             "repaired": [list(r) for r in s.repaired],
                             "rejected": [list(r) for r in s.rejected],
+                            "license": s.license,
+                            "attribution": s.attribution,
                         }
                         for s in layer.sources
                     ],
@@ -99,6 +101,16 @@ def check(paths, crs, category, columns, max_features, max_vertices_per_site, as
             click.echo(f"  repaired {feature}: {what}")
         for feature, why in s.rejected:
             click.echo(f"  rejected {feature}: {why}")
+        if s.license or s.attribution:
+            click.echo(
+                f"  licence {s.license or 'not given'}, attribution {s.attribution or 'not given'}"
+            )
+        if s.license and "odbl" in s.license.lower():
+            # ODbL 1.0 sections 4.4 and 4.6: a published derivative database stays under the ODbL.
+            click.echo(
+                "  note: this layer is an ODbL derivative database of OpenStreetMap; publish it under "
+                'the ODbL 1.0 and credit "© OpenStreetMap contributors"'
+            )
     click.echo(f"sites: {len(layer)}")
     for cat, n in layer.category_counts().items():
         click.echo(f"  {cat:<17} {n}")
@@ -107,3 +119,80 @@ def check(paths, crs, category, columns, max_features, max_vertices_per_site, as
         click.echo(f"extent (EPSG:4326 lon/lat): {west:.6f} {south:.6f} {east:.6f} {north:.6f}")
     else:
         click.echo("extent: none (no sites)")
+
+
+@layers.command("import-osm")
+@click.argument(
+    "inputs", nargs=-1, required=True, metavar="INPUT...", type=click.Path(dir_okay=False)
+)
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    metavar="OUT",
+    help="Layer file to write: .geojson, .gpkg, .fgb or .parquet.",
+)
+@click.option(
+    "--tags",
+    "tag_table",
+    default=None,
+    metavar="TOML",
+    help="Tag table (default: the shipped layers/osm_tags.toml).",
+)
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    type=click.Choice(CATEGORIES),
+    metavar="ID",
+    help="Keep only this category; repeat for several.",
+)
+@click.option(
+    "--bbox",
+    default=None,
+    metavar="W,S,E,N",
+    help="Keep only sites that intersect this box (lon/lat degrees).",
+)
+@click.option(
+    "--incomplete",
+    type=click.Choice(["lines", "skip", "error"]),
+    default="lines",
+    show_default=True,
+    help="Relations with members missing from the input: keep their member lines, skip them, or stop.",
+)
+@click.option(
+    "--building-hints",
+    is_flag=True,
+    help="Also use building=church/school/... (what a building was built as).",
+)
+@verbose_opt
+@quiet_opt
+def import_osm_command(
+    inputs, out, tag_table, categories, bbox, incomplete, building_hints, verbose, quiet
+):
+    """Make a site layer from OpenStreetMap data (issue #8).
+
+    INPUT: .osm.pbf, OSM XML (.osm, .osm.bz2, .osm.gz) or Overpass JSON ([out:json],
+    out body or out geom). Areas are assembled by libosmium; invalid rings are repaired
+    keeping every lobe; open ways and relations with missing members are listed. Prints
+    one summary line. The layer records "© OpenStreetMap contributors" (ODbL 1.0).
+
+    \b
+    Example:
+      geofence layers import-osm sample_data/osm/West-Oakland.osm.bz2 -o osm_sites.gpkg
+    """
+    from geofence.cli import setup_logging
+    from geofence.osm import import_osm, parse_bbox
+
+    setup_logging(verbose, quiet)
+    result = import_osm(
+        list(inputs),
+        out,
+        tags=tag_table,
+        categories=list(categories) or None,
+        bbox=parse_bbox(bbox) if bbox is not None else None,
+        incomplete=incomplete,
+        building_hints=building_hints,
+    )
+    if not quiet:
+        click.echo(f"geofence: {result.summary_line()}", err=True)

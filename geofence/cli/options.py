@@ -60,13 +60,20 @@ columns_opt = click.option(
     multiple=True,
     callback=_split_pairs,
     metavar="FIELD=COLUMN,...",
-    help="Name the input columns: lat, lon, timestamp, plate, read_id, camera_id, agency.",
+    help="Name the input columns: lat, lon, timestamp, plate, read_id, camera_id, agency "
+    "(with --profile also plate_region, agent, direction, confidence...; overrides the profile).",
 )
 timezone_opt = click.option(
     "--timezone",
-    default="UTC",
-    show_default=True,
-    help="IANA time zone of timestamps written without an offset.",
+    default=None,
+    help="IANA time zone of timestamps written without an offset [default: the profile's, else UTC].",
+)
+# issue #8: vendor formats (layers/profiles/*.toml; `geofence reads profiles list`)
+profile_opt = click.option(
+    "--profile",
+    default=None,
+    metavar="NAME|FILE",
+    help="Format profile of the read log: a shipped name (uwchr-spd, openalpr-group, ...) or a .toml file.",
 )
 batch_opt = click.option(
     "--batch-size",
@@ -105,7 +112,7 @@ max_features_opt = click.option(
 
 def reading_options(f):
     """Options every command that reads a read log takes."""
-    for opt in reversed((columns_opt, timezone_opt, batch_opt, max_line_opt)):
+    for opt in reversed((profile_opt, columns_opt, timezone_opt, batch_opt, max_line_opt)):
         f = opt(f)
     return f
 

@@ -15,6 +15,7 @@ from geofence.cli.options import (
     reading_options,
     verbose_opt,
 )
+from geofence.cli.report import html_option, html_targets
 from geofence.errors import UsageError
 from geofence.report import FORMATS
 
@@ -36,6 +37,56 @@ class _Progress:
     def close(self) -> None:
         if self.enabled:
             click.echo("", err=True)
+
+
+def _storage_options(ctx, param, value) -> dict:
+    """``--storage-option KEY=VALUE`` (repeatable): values read as JSON where they parse
+    (``anon=true``, ``client_kwargs={"region_name": "eu-west-1"}``), else as strings."""
+    import json
+
+    out: dict = {}
+    for item in value or ():
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. endpoint_url=http://127.0.0.1:9000)")
+        try:
+            out[key.strip()] = json.loads(val)
+        except ValueError:
+            out[key.strip()] = val
+    return out
+
+
+# Scale-out (issue #13): where the partitions of the plan run; outputs are the same bytes.
+_SCALE_OUT = (
+    click.option("--engine", type=click.Choice(("local", "processes", "dask")), default=None, help="Where partitions run [default: local, or what --jobs/--workers/--scheduler imply]; outputs are byte-identical."),
+    click.option("--jobs", type=click.IntRange(min=1), default=None, help="Worker processes of --engine processes [default: CPU count]."),
+    click.option("--workers", type=click.IntRange(min=1), default=None, help="Start a local Dask cluster of N single-threaded worker processes."),
+    click.option("--scheduler", default=None, metavar="ADDRESS", help="Use a running Dask scheduler (tcp://host:8786); implies --engine dask."),
+    click.option("--staging", default=None, metavar="DIR|URL", help="Where partitions write their fragments; every worker must reach it [default: a hidden folder beside --out]."),
+    click.option("--storage-option", "storage_options", multiple=True, callback=_storage_options, metavar="KEY=VALUE", help="fsspec option for s3:// or gs:// READS and --staging (e.g. endpoint_url=..., anon=true); repeat."),
+    click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a partition after an object-store error (bad input is never retried)."),
+    click.option("--partition-rows", type=click.IntRange(min=1), default=None, help="Rows per partition of a Parquet input, in whole row groups [default: 2,000,000]; a text file is one partition."),
+)
+
+
+def scale_out_options(f):
+    """The options of ``--engine`` and its cluster (issue #13)."""
+    for opt in reversed(_SCALE_OUT):
+        f = opt(f)
+    return f
+
+
+def _echo_execution(quiet: bool):
+    def echo(ex: dict) -> None:
+        if not quiet:
+            builds = ", ".join(f"{w} {n}" for w, n in ex.get("engine_builds", {}).items())
+            click.echo(
+                f"geofence: {ex['engine']}: {ex['partitions']:,} partitions on {ex['workers']} workers "
+                f"in {ex['seconds']:.1f} s ({ex['attempts']:,} attempts; engines built: {builds or 'none'})",
+                err=True,
+            )
+
+    return echo
 
 
 def read_key(path: str | None) -> bytes | None:
@@ -63,13 +114,16 @@ def read_key(path: str | None) -> bytes | None:
 @click.option("--pseudonymize-plates", "key_file", default=None, metavar="KEYFILE", help="HMAC-SHA256 plates in the report with this key.")
 @click.option("--deterministic", is_flag=True, help="Fix the run-time field so reruns are byte-identical.")
 @click.option("--fail-on-flag", is_flag=True, help="Exit 3 when any read is flagged.")
+@html_option
+@click.option("--cameras", "camera_table", default=None, metavar="FILE", help="Camera table (geofence cameras --camera-table, or CSV of camera_id,lat,lon): positions reads that have a camera id but no coordinates.")
+@scale_out_options
 @verbose_opt
 @quiet_opt
-def scan(reads, layer_paths, crs, policy_names, tier, distance_overrides, max_vertices, max_features, columns, timezone, batch_size, max_line_bytes, out, fmt, summary, rejects, key_file, deterministic, fail_on_flag, verbose, quiet):
+def scan(reads, layer_paths, crs, policy_names, tier, distance_overrides, max_vertices, max_features, profile, columns, timezone, batch_size, max_line_bytes, out, fmt, summary, rejects, key_file, deterministic, fail_on_flag, camera_table, engine, jobs, workers, scheduler, staging, storage_options, retries, partition_rows, verbose, quiet):
     """Flag every read within a sensitive site's fence, with the exact distance.
 
-    READS are read logs (CSV/TSV/pipe-delimited, plain, .gz, .bz2 or .zst), or - for
-    stdin.
+    READS are read logs (CSV/TSV/pipe-delimited, plain, .gz, .bz2 or .zst; Parquet), - for
+    stdin, globs ('logs/*.csv.gz') and s3:// or gs:// URLs (with --storage-option).
 
     \b
     Example:
@@ -82,6 +136,8 @@ def scan(reads, layer_paths, crs, policy_names, tier, distance_overrides, max_ve
     setup_logging(verbose, quiet)
     distances = parse_distances(distance_overrides)
     progress = _Progress(sys.stderr.isatty() and not quiet)
+    # --html (issue #9): the report and summary the page is built from
+    out, summary, html = html_targets(out, summary)
     doc = run_scan(
         list(reads),
         list(layer_paths),
@@ -100,8 +156,20 @@ def scan(reads, layer_paths, crs, policy_names, tier, distance_overrides, max_ve
         deterministic=deterministic,
         progress=progress,
         limits={"max_line_bytes": max_line_bytes, "max_vertices_per_site": max_vertices, "max_features": max_features},
+        cameras=camera_table,
+        profile=profile,
+        engine=engine,
+        jobs=jobs,
+        workers=workers,
+        scheduler=scheduler,
+        staging=staging,
+        storage_options=storage_options,
+        retries=retries,
+        partition_rows=partition_rows,
+        on_execution=_echo_execution(quiet),
     )
     progress.close()
+    html.finish(layer_paths, crs=crs, max_vertices=max_vertices, max_features=max_features)
     if not quiet:
         cats = ", ".join(f"{k} {v:,}" for k, v in doc["flagged_by_category"].items()) or "none"
         rej = ", ".join(f"{k} {v:,}" for k, v in doc["rejected_by_reason"].items()) or "none"
