@@ -25,8 +25,8 @@ FINEST_LEVEL = 19
 MAX_CELLS = 2_000_000
 """Distinct (cell, category) pairs kept while reading; beyond, the grid is coarsened."""
 
-PAGE_CELLS = 120_000
-"""Distinct (cell, category) pairs of the finest level embedded (about 1.6 MB of page)."""
+PAGE_CELLS = 200_000
+"""Distinct (cell, category) pairs of the finest level embedded (about 2.5 MB of page)."""
 
 LEVEL_STEP = 2
 """Levels embedded are ``g``, ``g - 2`` and ``g - 4``: cells 4 and 16 times wider."""
