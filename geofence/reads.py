@@ -159,6 +159,7 @@ def open_reads(
     delimiter: str | None = None,
     max_line_bytes: int = 1 << 20,
     keep_raw: bool = True,
+    require_position: bool = True,
 ) -> ReadStream:
     """Open a read log and read its header; iterate the result for batches.
 
@@ -209,6 +210,7 @@ def open_reads(
         delimiter=delimiter,
         max_line_bytes=max_line_bytes,
         keep_raw=keep_raw,
+        require_position=require_position,
     )
 
 
@@ -321,6 +323,7 @@ class ReadStream:
         max_line_bytes: int = 1 << 20,
         keep_raw: bool = True,
         chunk_bytes: int = CHUNK_BYTES,
+        require_position: bool = True,
     ) -> None:
         _check_batch_size(batch_size)
         if not isinstance(max_line_bytes, int) or max_line_bytes < 1:
@@ -344,7 +347,9 @@ class ReadStream:
         self.compression = self._src.compression
         try:
             self._read_header(delimiter)
-            self.mapping = _map_columns(self.fields, columns, self.path_label)
+            self.mapping = _map_columns(
+                self.fields, columns, self.path_label, require_position=require_position
+            )
             self._norm = _Normaliser(
                 self.fields, self.mapping, timezone, self.path_label, self.notes
             )
@@ -1123,9 +1128,18 @@ def _field_of_key(key: str) -> str | None:
 
 
 def _map_columns(
-    fields: list[str], columns: Mapping[str, str] | None, label: str
+    fields: list[str],
+    columns: Mapping[str, str] | None,
+    label: str,
+    *,
+    require_position: bool = True,
 ) -> dict[str, str]:
-    """Normalised field -> input column, from the header names and the ``columns`` overrides."""
+    """Normalised field -> input column, from the header names and the ``columns`` overrides.
+
+    With ``require_position`` False a log with a camera id and no coordinate columns at
+    all is accepted: its reads are placed by a camera table (``scan --cameras``, issue
+    #10) or rejected as ``missing_position``.
+    """
     mapping: dict[str, str] = {}
     by_norm: dict[str, str] = {}
     for name in fields:
@@ -1152,6 +1166,8 @@ def _map_columns(
             column = folded[0]
         mapping[field] = column
     missing = [f for f in ("lat", "lon") if f not in mapping]
+    if missing and not require_position and len(missing) == 2 and "camera_id" in mapping:
+        return mapping
     if missing:
         raise ReadFormatError(
             f"{label}: no {' or '.join('latitude' if f == 'lat' else 'longitude' for f in missing)} "
@@ -1180,6 +1196,16 @@ class _Part:
 
     def __len__(self) -> int:
         return len(self.row)
+
+
+class _Done:
+    """A finished job: ``result()`` returns the value."""
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def result(self):
+        return self.value
 
 
 class _Normaliser:
@@ -1250,8 +1276,13 @@ class _Normaliser:
         n = len(malformed)
         # The three conversions are independent Arrow/NumPy work that releases the GIL:
         # run the coordinates in the pool while this thread does the times.
-        lat_job = _pool().submit(_coordinate, _single(cols[self.index["lat"]]))
-        lon_job = _pool().submit(_coordinate, _single(cols[self.index["lon"]]))
+        if "lat" in self.index:
+            lat_job = _pool().submit(_coordinate, _single(cols[self.index["lat"]]))
+            lon_job = _pool().submit(_coordinate, _single(cols[self.index["lon"]]))
+        else:  # no coordinate columns: camera-positioned log (issue #10)
+            lat_job = lon_job = _Done(
+                (np.full(n, np.nan), np.ones(n, dtype=bool), np.zeros(n, dtype=bool))
+            )
         if "timestamp" in self.index:
             tcol = _single(cols[self.index["timestamp"]])
             if pa.types.is_large_string(tcol.type) or pa.types.is_string_view(tcol.type):

@@ -831,3 +831,43 @@ def test_parse_headings_is_per_distinct_value():
     assert (h.status == Headings.PARSED).sum() == 1000 and (
         h.status == Headings.UNPARSED
     ).sum() == 10
+
+
+def test_log_without_coordinate_columns_is_placed_by_the_camera_table(tmp_path):
+    """OpenALPR-style logs carry a camera id and no lat/lon columns at all (issue #10)."""
+    layer, lon, lat, heads, _ops = _world(tmp_path)
+    cams = _cameras_file(tmp_path, lon, lat, heads)
+    table = tmp_path / "table.csv"
+    res = CliRunner().invoke(
+        cli, ["cameras", str(cams), "--layers", str(layer), "--camera-table", str(table)]
+    )
+    assert res.exit_code == 0, res.output
+    pos = {r["camera_id"]: (r["lat"], r["lon"]) for r in csv.DictReader(table.open())}
+    cam = np.random.default_rng(5).integers(0, len(lon), 300)
+    with_xy = ["read_id,timestamp,lat,lon,camera_id"]
+    ids_only = ["read_id,timestamp,camera_id"]
+    for i, c in enumerate(cam.tolist()):
+        y, x = pos[f"c{c}"]
+        with_xy.append(f"r{i},2025-03-01T12:00:00Z,{y},{x},c{c}")
+        ids_only.append(f"r{i},2025-03-01T12:00:00Z,c{c}")
+    ids_only.append("r999,2025-03-01T12:00:00Z,unknown")  # not in the table: rejected
+    (tmp_path / "a.csv").write_text("\n".join(with_xy) + "\n")
+    (tmp_path / "b.csv").write_text("\n".join(ids_only) + "\n")
+    out = {}
+    for name, extra in (("a", []), ("b", ["--cameras", str(table)])):
+        o, s = tmp_path / f"{name}.out.csv", tmp_path / f"{name}.s.json"
+        args = ["scan", str(tmp_path / f"{name}.csv"), "--layers", str(layer), "--format", "csv"]
+        res = CliRunner().invoke(cli, [*args, "--out", str(o), "--summary", str(s), *extra])
+        assert res.exit_code == 0, res.output
+        rows = list(csv.DictReader(o.open()))
+        out[name] = ({r["read_id"]: r["distance_m"] for r in rows}, json.loads(s.read_text()))
+    assert out["a"][0] and out["a"][0] == out["b"][0]
+    assert out["b"][1]["rejected_by_reason"] == {"missing_position": 1}
+    # without a camera table the same log is one clear error
+    res = CliRunner().invoke(cli, ["scan", str(tmp_path / "b.csv"), "--layers", str(layer)])
+    assert res.exit_code != 0 and "latitude" in res.output and "Traceback" not in res.output
+    # and the Python API takes it too
+    import geofence
+
+    gdf = geofence.scan(tmp_path / "b.csv", [layer], cameras=table)
+    assert sorted(gdf["read_id"]) == sorted(out["a"][0])
