@@ -20,8 +20,9 @@ Group commit
     Requests wait in a queue while the writer commits the previous batch; the writer then
     takes everything queued (up to :data:`MAX_BATCH_POSTS`) and parses, decides and
     commits it as one transaction with one fsync, so the cost of the sync is shared. Every
-    request of the batch is answered after that commit. ``group_commit=False`` commits
-    each request alone (the benchmark's baseline).
+    request of the batch is answered after that commit. ``commit_mode`` ``"request"``
+    handles each request alone (parse, decide, commit) and ``"transaction"`` batches
+    parsing and deciding but commits each request alone: the benchmark's baselines.
 No ack without the store
     When the store cannot be written or holds ``max_pending_bytes`` of unforwarded reads,
     nothing is acknowledged: with ``when_full="close"`` the listener is closed (new
@@ -106,6 +107,9 @@ webhook signatures allow [I]. Older signatures are refused (replay)."""
 RETRY_AFTER_S = 5
 """``Retry-After`` of the 503 answer while full (``--when-full 503``) [I]."""
 
+COMMIT_MODES = ("group", "request", "transaction")
+"""``group``: the relay; ``request`` and ``transaction``: the baselines of ``benchmarks/hook_load.py``."""
+
 JSON_TYPE = "application/json"
 CSV_TYPE = "text/csv; charset=utf-8"
 _BOM = b"\xef\xbb\xbf"
@@ -152,28 +156,44 @@ class ServeConfig:
     retry_cap_s: float = 300.0
     retry_base_s: float = 0.5
     forward_timeout_s: float = 30.0
-    group_commit: bool = True
+    commit_mode: str = "group"  # "request" / "transaction": benchmark baselines (module docstring)
 
     def __post_init__(self) -> None:
+        if self.commit_mode not in COMMIT_MODES:
+            raise UsageError(
+                f"commit mode {self.commit_mode}: use one of {', '.join(COMMIT_MODES)}"
+            )
         if self.when_full not in ("close", "503"):
             raise UsageError(f"--when-full {self.when_full}: use close or 503")
         if self.token_file is None and self.hmac_secret_file is None:
-            raise UsageError("geofence serve needs --token-file or --hmac-secret-file: it never accepts posts without credentials")
+            raise UsageError(
+                "geofence serve needs --token-file or --hmac-secret-file: it never accepts posts without credentials"
+            )
         if self.allow_path_token and self.token_file is None:
-            raise UsageError("--allow-path-token needs --token-file (the path token is one of its tokens)")
+            raise UsageError(
+                "--allow-path-token needs --token-file (the path token is one of its tokens)"
+            )
         u = urlsplit(self.forward_to)
         if u.scheme not in ("http", "https") or not u.hostname:
-            raise UsageError(f"--forward-to {_mask_url(self.forward_to)}: not an http(s) URL; give the recipient's upload address, e.g. https://partner.example/reads")
+            raise UsageError(
+                f"--forward-to {_mask_url(self.forward_to)}: not an http(s) URL; give the recipient's upload address, e.g. https://partner.example/reads"
+            )
         for name in ("max_body_bytes", "max_pending_bytes"):
             if getattr(self, name) <= 0:
-                raise UsageError(f"{name.replace('_bytes', '').replace('_', '-')}: must be more than 0 bytes")
+                raise UsageError(
+                    f"--{name.replace('_bytes', '').replace('_', '-')}: must be more than 0 bytes"
+                )
         if self.retry_cap_s <= 0 or self.forward_timeout_s <= 0:
             raise UsageError("--retry-cap and --forward-timeout must be more than 0 seconds")
         self.host, self.port = parse_listen(self.listen)
 
     @property
     def audit_path(self) -> Path:
-        return Path(self.audit_log) if self.audit_log is not None else Path(self.state_dir) / "audit.jsonl"
+        return (
+            Path(self.audit_log)
+            if self.audit_log is not None
+            else Path(self.state_dir) / "audit.jsonl"
+        )
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -198,11 +218,15 @@ def _read_secret_lines(path, what: str) -> list[bytes]:
     try:
         text = Path(path).read_bytes()
     except OSError as exc:
-        raise UsageError(f"{what} {path}: cannot read it ({exc.strerror}); pass a readable file") from None
+        raise UsageError(
+            f"{what} {path}: cannot read it ({exc.strerror}); pass a readable file"
+        ) from None
     lines = [ln.strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith(b"#")]
     if not lines:
-        raise UsageError(f"{what} {path}: the file holds no secret (one per line; # starts a comment)")
+        raise UsageError(
+            f"{what} {path}: the file holds no secret (one per line; # starts a comment)"
+        )
     return lines
 
 
@@ -217,7 +241,9 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     what it forwards (``--sign-secret-file``); ``timestamp`` is Unix seconds, sent as
     ``X-Geofence-Timestamp``.
     """
-    return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return (
+        "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    )
 
 
 @dataclass(frozen=True)
@@ -242,7 +268,9 @@ class Credentials:
             ok |= hmac.compare_digest(given, d)
         return ok
 
-    def hmac_ok(self, timestamp: str | None, signature: str | None, body: bytes, now: float) -> bool:
+    def hmac_ok(
+        self, timestamp: str | None, signature: str | None, body: bytes, now: float
+    ) -> bool:
         if self.hmac_secret is None or not timestamp or not signature:
             return False
         try:
@@ -251,7 +279,9 @@ class Credentials:
             return False
         if abs(now - t) > HMAC_TOLERANCE_S:
             return False
-        return hmac.compare_digest(sign(self.hmac_secret, timestamp, body).encode(), signature.strip().encode())
+        return hmac.compare_digest(
+            sign(self.hmac_secret, timestamp, body).encode(), signature.strip().encode()
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -277,7 +307,11 @@ class Rules:
             limits=config.limits,
         )
         self.credentials = Credentials.load(config)
-        self.sign_secret = b"\n".join(_read_secret_lines(config.sign_secret_file, "--sign-secret-file")) if config.sign_secret_file else None
+        self.sign_secret = (
+            b"\n".join(_read_secret_lines(config.sign_secret_file, "--sign-secret-file"))
+            if config.sign_secret_file
+            else None
+        )
         eng = self.filter.engine
         ident = {
             "layers": [s.sha256 for s in self.filter.layer_sources],
@@ -291,7 +325,13 @@ class Rules:
         """Decide reads given as arrays; a refused recipient withholds all (fail-closed)."""
         n = len(lon)
         if not self.filter.decision.allowed:
-            return _Decision(np.zeros(n, bool), np.full(n, "recipient_refused", object), np.full(n, "", object), np.full(n, "", object), np.full(n, np.nan))
+            return _Decision(
+                np.zeros(n, bool),
+                np.full(n, "recipient_refused", object),
+                np.full(n, "", object),
+                np.full(n, "", object),
+                np.full(n, np.nan),
+            )
         batch = ReadBatch(np.arange(1, n + 1), lon, lat, time_us, reason.astype(np.int8), None)
         (_, dec), *_ = self.filter.decide_batches([batch])
         return _Decision(dec.shared, dec.reason, dec.category, dec.site_id, dec.distance_m)
@@ -375,7 +415,12 @@ class Ingest:
             from geofence.cameras import load_camera_positions
 
             pos = load_camera_positions(cameras_file)
-            self.cameras.update({str(c): (float(x), float(y)) for c, x, y in zip(pos.camera_id, pos.lon, pos.lat, strict=True)})
+            self.cameras.update(
+                {
+                    str(c): (float(x), float(y))
+                    for c, x, y in zip(pos.camera_id, pos.lon, pos.lat, strict=True)
+                }
+            )
         self.cameras.update({str(c): (x, y) for c, x, y in store.cameras()})
 
     # -- classify ----------------------------------------------------------------
@@ -387,7 +432,9 @@ class Ingest:
         if name not in self._profiles:
             prof = load_profile(name)  # UsageError for an unknown name: a 400
             if prof.kind != "reads" or prof.container != "delimited":
-                raise UsageError(f"profile {name} is not a delimited read log; post OpenALPR JSON to /v1/openalpr")
+                raise UsageError(
+                    f"profile {name} is not a delimited read log; post OpenALPR JSON to /v1/openalpr"
+                )
             self._profiles[name] = prof
         return self._profiles[name]
 
@@ -425,7 +472,11 @@ class Ingest:
                 it.reject = "alpr_alert without a group object"
                 return it
             it.kind = "alpr_alert"
-            group = group if group.get("data_type") == "alpr_group" else {**group, "data_type": "alpr_group"}
+            group = (
+                group
+                if group.get("data_type") == "alpr_group"
+                else {**group, "data_type": "alpr_group"}
+            )
             it.json_part = json.dumps(group, ensure_ascii=False).encode()
             it.keys += _group_keys(group)
         elif dtype == "alpr_group":
@@ -576,7 +627,14 @@ class Ingest:
         self._parse_json(results, self._results, [_n_results(it.doc) for it in results])
         for it in results:
             if it.reject is None and it.lon is not None:
-                b = ReadBatch(np.arange(1, it.n + 1), it.lon, it.lat, it.time_us, it.reason, _ids_table(it.camera_ids))
+                b = ReadBatch(
+                    np.arange(1, it.n + 1),
+                    it.lon,
+                    it.lat,
+                    it.time_us,
+                    it.reason,
+                    _ids_table(it.camera_ids),
+                )
                 b = self._position(b, versions[it.cam_version])
                 it.lon, it.lat, it.reason = b.lon, b.lat, b.reason
                 it.payloads = _result_payloads(it.doc, it.n)
@@ -606,7 +664,16 @@ class Ingest:
                 it.reject = it.first.reject
             if it.reject is not None:
                 body = it.sub.body
-                unit.rejected.append((it.sub.received_at, it.sub.endpoint, _short(it.sub.content_type), hashlib.sha256(body).hexdigest(), len(body), it.reject[:300]))
+                unit.rejected.append(
+                    (
+                        it.sub.received_at,
+                        it.sub.endpoint,
+                        _short(it.sub.content_type),
+                        hashlib.sha256(body).hexdigest(),
+                        len(body),
+                        it.reject[:300],
+                    )
+                )
                 outcomes.append(Outcome(400, {"error": it.reject}))
             elif it.kind == "test":
                 outcomes.append(Outcome(200, {"test": "ok"}))
@@ -616,23 +683,52 @@ class Ingest:
                 outcomes.append(Outcome(202, {"cameras": len(it.cameras)}))
             elif it.repeat_of is not None or it.first is not None:
                 unit.counters["repeats"] = 1
-                outcomes.append(Outcome(202, {"id": it.repeat_of or it.first.post_id, "repeat": True}))
+                outcomes.append(
+                    Outcome(202, {"id": it.repeat_of or it.first.post_id, "repeat": True})
+                )
             else:
                 n = it.n
                 sl = slice(pos, pos + n)
                 pos += n
-                unit.posts.append(PostRow(it.seq, it.post_id, it.sub.received_at, it.sub.endpoint, it.kind if it.kind != "csv" else "csv", getattr(it.profile, "name", None), _short(it.sub.content_type), it.keys[0][len("sha256:") :], it.sub.body, n))
+                unit.posts.append(
+                    PostRow(
+                        it.seq,
+                        it.post_id,
+                        it.sub.received_at,
+                        it.sub.endpoint,
+                        it.kind if it.kind != "csv" else "csv",
+                        getattr(it.profile, "name", None),
+                        _short(it.sub.content_type),
+                        it.keys[0][len("sha256:") :],
+                        it.sub.body,
+                        n,
+                    )
+                )
                 unit.seen += [(k, it.post_id) for k in it.keys]
                 unit.reads = self._read_rows(it, dec, sl, rules.ruleset)
                 pending += unit.pending_bytes()
-                outcomes.append(Outcome(202, {"id": it.post_id, "reads": n, "withheld": sum(r.status == "withheld" for r in unit.reads)}))
+                outcomes.append(
+                    Outcome(
+                        202,
+                        {
+                            "id": it.post_id,
+                            "reads": n,
+                            "withheld": sum(r.status == "withheld" for r in unit.reads),
+                        },
+                    )
+                )
             units.append(unit)
         return units, outcomes, pending, cams
 
     def _read_rows(self, it: _Item, dec: _Decision, sl: slice, ruleset: str) -> list[ReadRow]:
         body_size = len(it.sub.body) - (len(_BOM) if it.sub.body.startswith(_BOM) else 0)
         shared = dec.shared[sl]
-        reason, cat, site, dist = dec.reason[sl], dec.category[sl], dec.site_id[sl], dec.distance_m[sl]
+        reason, cat, site, dist = (
+            dec.reason[sl],
+            dec.category[sl],
+            dec.site_id[sl],
+            dec.distance_m[sl],
+        )
         rows = []
         for k in range(it.n):
             seq, rid = self.store.next_read(it.post_id, k + 1)
@@ -662,7 +758,17 @@ class Ingest:
         idx = np.flatnonzero(~dec.shared)
         d = dec.distance_m
         return self.store.withhold(
-            [(int(seq[i]), str(dec.reason[i]), str(dec.category[i]), str(dec.site_id[i]), None if d[i] != d[i] else float(d[i]), self.rules.ruleset) for i in idx.tolist()]
+            [
+                (
+                    int(seq[i]),
+                    str(dec.reason[i]),
+                    str(dec.category[i]),
+                    str(dec.site_id[i]),
+                    None if d[i] != d[i] else float(d[i]),
+                    self.rules.ruleset,
+                )
+                for i in idx.tolist()
+            ]
         )
 
 
@@ -687,13 +793,18 @@ def _result_payloads(doc: dict, n: int) -> list:
     if n == 1:
         return [None]
     recs = doc.get("results")
-    return [json.dumps({**doc, "results": [r]}, ensure_ascii=False, separators=(",", ":")).encode() for r in recs]
+    return [
+        json.dumps({**doc, "results": [r]}, ensure_ascii=False, separators=(",", ":")).encode()
+        for r in recs
+    ]
 
 
 def _ids_table(camera_ids: list):
     import pyarrow as pa
 
-    return pa.table({"camera_id": pa.array([None if c is None else str(c) for c in camera_ids], pa.string())})
+    return pa.table(
+        {"camera_id": pa.array([None if c is None else str(c) for c in camera_ids], pa.string())}
+    )
 
 
 def _take(it: _Item, b: ReadBatch) -> None:
@@ -723,7 +834,16 @@ def _concat(batches: list[ReadBatch]) -> ReadBatch | None:
 def _split(b: ReadBatch, counts: list[int]) -> list[ReadBatch]:
     out, a = [], 0
     for n in counts:
-        out.append(ReadBatch(b.row[a : a + n], b.lon[a : a + n], b.lat[a : a + n], b.time_us[a : a + n], b.reason[a : a + n], b.columns.slice(a, n)))
+        out.append(
+            ReadBatch(
+                b.row[a : a + n],
+                b.lon[a : a + n],
+                b.lat[a : a + n],
+                b.time_us[a : a + n],
+                b.reason[a : a + n],
+                b.columns.slice(a, n),
+            )
+        )
         a += n
     return out
 
@@ -806,14 +926,28 @@ class Relay:
     async def start(self) -> None:
         if self.rules is None:
             await asyncio.to_thread(self.load)
+        # httpx logs every request URL at INFO; the URL may carry credentials
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         self._wake_committer = asyncio.Event()
         self._wake_forwarder = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.config.forward_timeout_s), follow_redirects=False, trust_env=False)
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.config.forward_timeout_s),
+            follow_redirects=False,
+            trust_env=False,
+        )
         self._forwarder = Forwarder(self, self._client)
-        self._tasks = [asyncio.create_task(self._committer(), name="geofence-committer"), asyncio.create_task(self._forwarder.run(), name="geofence-forwarder")]
+        self._tasks = [
+            asyncio.create_task(self._committer(), name="geofence-committer"),
+            asyncio.create_task(self._forwarder.run(), name="geofence-forwarder"),
+        ]
         self._update_capacity()
-        log.info("ruleset %s: %d sites fenced; forwarding to %s", self.rules.ruleset, self.rules.n_sites, _mask_url(self.config.forward_to))
+        log.info(
+            "ruleset %s: %d sites fenced; forwarding to %s",
+            self.rules.ruleset,
+            self.rules.n_sites,
+            _mask_url(self.config.forward_to),
+        )
 
     async def stop(self) -> None:
         """Drain: commit what is queued, finish the forward in flight, close the store."""
@@ -830,10 +964,16 @@ class Relay:
         if self._recovering is not None:
             self._recovering.cancel()
         await self._client.aclose()
-        n = await self.db(lambda: self.store.conn.execute("SELECT count(*) FROM reads WHERE status='pending'").fetchone()[0])
+        n = await self.db(
+            lambda: self.store.conn.execute(
+                "SELECT count(*) FROM reads WHERE status='pending'"
+            ).fetchone()[0]
+        )
         await self.db(self.store.close)
         self._exec.shutdown(wait=True)
-        log.warning("stopped: %d reads pending stay in %s for the next start", n, self.config.state_dir)
+        log.warning(
+            "stopped: %d reads pending stay in %s for the next start", n, self.config.state_dir
+        )
 
     # -- committer ---------------------------------------------------------------
 
@@ -858,13 +998,20 @@ class Relay:
                     self._fail_queue()
                     continue
             batch, size = [], 0
-            while self._queue and len(batch) < MAX_BATCH_POSTS and size < MAX_BATCH_BYTES:
+            limit = 1 if self.config.commit_mode == "request" else MAX_BATCH_POSTS
+            while self._queue and len(batch) < limit and size < MAX_BATCH_BYTES:
                 item = self._queue.pop(0)
                 batch.append(item)
                 size += len(item[0].body)
             live = [(s, f) for s, f in batch if not f.done()]  # cancelled requests are not stored
+            t0 = time.perf_counter()
             try:
-                outcomes, added = await self.db(self._commit, [s for s, _ in live], [f for _, f in live], asyncio.get_running_loop())
+                outcomes, added = await self.db(
+                    self._commit,
+                    [s for s, _ in live],
+                    [f for _, f in live],
+                    asyncio.get_running_loop(),
+                )
             except StoreError as exc:
                 self._store_failed(exc)
                 for _, f in live:
@@ -872,7 +1019,12 @@ class Relay:
                         f.set_exception(StoreUnavailable())
                 continue
             except Exception as exc:  # a bug must not take the relay down: no ack, logged
-                log.error("committing a batch of %d posts failed: %s", len(live), exc, exc_info=log.isEnabledFor(logging.DEBUG))
+                log.error(
+                    "committing a batch of %d posts failed: %s",
+                    len(live),
+                    exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
                 for _, f in live:
                     if not f.done():
                         f.set_exception(StoreUnavailable())
@@ -880,19 +1032,22 @@ class Relay:
             for (_, f), o in zip(live, outcomes, strict=True):
                 if not f.done():
                     f.set_result(o)
+            log.debug("committed %d posts in %.1f ms", len(live), (time.perf_counter() - t0) * 1000)
             if added:
                 self.pending_bytes += added
                 self._wake_forwarder.set()
                 self._update_capacity()
 
-    def _commit(self, subs: list[Submission], futs: list[asyncio.Future], loop) -> tuple[list[Outcome], int]:
+    def _commit(
+        self, subs: list[Submission], futs: list[asyncio.Future], loop
+    ) -> tuple[list[Outcome], int]:
         """Writer thread: parse, decide and commit one batch.
 
-        With group commit the batch is one transaction. Without (the benchmark's
-        baseline) each request is its own transaction and is answered right after it.
+        With group commit the batch is one transaction. In ``transaction`` mode (a
+        benchmark baseline) each request is its own transaction, answered right after it.
         """
         units, outcomes, added, cams = self.ingest.process(subs)
-        if self.config.group_commit:
+        if self.config.commit_mode != "transaction":
             self.store.write(units)
         else:
             for unit, fut, outcome in zip(units, futs, outcomes, strict=True):
@@ -918,7 +1073,11 @@ class Relay:
         if accepting == self.accepting:
             return
         self.accepting = accepting
-        why = "store unwritable" if not self.store_ok else f"{self.pending_bytes:,} bytes pending (--max-pending {cap:,})"
+        why = (
+            "store unwritable"
+            if not self.store_ok
+            else f"{self.pending_bytes:,} bytes pending (--max-pending {cap:,})"
+        )
         if accepting:
             log.warning("accepting posts again")
         else:
@@ -960,7 +1119,11 @@ class Relay:
                     await asyncio.sleep(0)
                 return Response(status_code=503)
             log.warning("cannot drop the connection under this server; answering 503")
-        return JSONResponse({"error": "not accepting posts now; retry later"}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return JSONResponse(
+            {"error": "not accepting posts now; retry later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     # -- reload ------------------------------------------------------------------
 
@@ -981,7 +1144,10 @@ class Relay:
                 log.error("reload failed, still serving ruleset %s: %s", self.rules.ruleset, msg)
                 return False
             if not new.filter.decision.allowed:
-                log.error("reloaded rules refuse the recipient (%s): every read is withheld from now on", new.filter.decision.reason)
+                log.error(
+                    "reloaded rules refuse the recipient (%s): every read is withheld from now on",
+                    new.filter.decision.reason,
+                )
             self.rules = new
             self.ingest.rules = new
             self.generation += 1
@@ -989,7 +1155,12 @@ class Relay:
             if withheld:
                 self.pending_bytes = await self.db(self.store.pending_bytes)
                 self._update_capacity()
-            log.warning("reloaded: ruleset %s, %d sites fenced; %d pending reads now withheld", new.ruleset, new.n_sites, withheld)
+            log.warning(
+                "reloaded: ruleset %s, %d sites fenced; %d pending reads now withheld",
+                new.ruleset,
+                new.n_sites,
+                withheld,
+            )
             return True
         finally:
             self._reloading = False
@@ -1002,7 +1173,9 @@ class Relay:
         conn = sqlite3.connect(self.store.path, timeout=10)
         try:
             c = counts(conn)
-            oldest = conn.execute("SELECT min(p.received_at) FROM reads r JOIN posts p ON p.seq=r.post_seq WHERE r.status='pending'").fetchone()[0]
+            oldest = conn.execute(
+                "SELECT min(p.received_at) FROM reads r JOIN posts p ON p.seq=r.post_seq WHERE r.status='pending'"
+            ).fetchone()[0]
         finally:
             conn.close()
         return {
@@ -1040,12 +1213,15 @@ class Forwarder:
         while not relay._stopping.is_set():
             try:
                 rows = await relay.db(relay.store.next_pending, self.FETCH)
+                if not rows:  # idle: resynchronise (`serve requeue` may have added some)
+                    relay.pending_bytes = await relay.db(relay.store.pending_bytes)
             except Exception as exc:
                 log.error("reading pending reads failed: %s", exc)
                 if await self._sleep(1.0):
                     return
                 continue
             if not rows:
+                relay._update_capacity()
                 relay._wake_forwarder.clear()
                 with contextlib.suppress(TimeoutError):
                     # poll now and then: `serve requeue` (another process) adds pending reads
@@ -1070,14 +1246,30 @@ class Forwarder:
                 await self._flush(done)
                 done = []
                 if refused:
-                    log.warning("read %s refused by the recipient (%s); kept for `geofence serve requeue`", row.id, err)
-                    await self._db_quiet(relay.store.mark_refused, row.seq, err)
+                    log.warning(
+                        "read %s refused by the recipient (%s); kept for `geofence serve requeue`",
+                        row.id,
+                        err,
+                    )
+                    if await self._db_quiet(relay.store.mark_refused, row.seq, err):
+                        relay.pending_bytes = max(0, relay.pending_bytes - row.size)
+                        relay._update_capacity()
                     break
                 attempts += 1
                 since = since or time.time()
-                delay = backoff_s(attempts, relay.config.retry_base_s, relay.config.retry_cap_s, retry_after)
-                log.warning("forwarding read %s failed (%s); attempt %d, next in %.1f s", row.id, err, attempts, delay)
-                await self._db_quiet(relay.store.note_failure, row.seq, attempts, err, since, time.time() + delay)
+                delay = backoff_s(
+                    attempts, relay.config.retry_base_s, relay.config.retry_cap_s, retry_after
+                )
+                log.warning(
+                    "forwarding read %s failed (%s); attempt %d, next in %.1f s",
+                    row.id,
+                    err,
+                    attempts,
+                    delay,
+                )
+                await self._db_quiet(
+                    relay.store.note_failure, row.seq, attempts, err, since, time.time() + delay
+                )
                 if await self._sleep(delay):
                     return
         await self._flush(done)
@@ -1123,7 +1315,11 @@ class Forwarder:
                 await asyncio.to_thread(append_audit, relay.config.audit_path, record)
                 break
             except OSError as exc:
-                log.error("cannot append to the audit log %s (%s); retrying", relay.config.audit_path, exc.strerror)
+                log.error(
+                    "cannot append to the audit log %s (%s); retrying",
+                    relay.config.audit_path,
+                    exc.strerror,
+                )
                 if await self._sleep(2.0):
                     return
         while not await self._db_quiet(relay.store.mark_forwarded, [r.seq for r in done]):
@@ -1138,13 +1334,28 @@ class Forwarder:
         rec = cfg.recipient
         doc = {
             "created_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "input": {"sha256": hashlib.sha256("\n".join(r.post_sha256 for r in done).encode()).hexdigest()},
+            "input": {
+                "sha256": hashlib.sha256(
+                    "\n".join(r.post_sha256 for r in done).encode()
+                ).hexdigest()
+            },
             "user": cfg.user,
             "sender": {"name": cfg.sender, "state": cfg.sender_state},
             "purpose": rec.purpose,
-            "recipient": {"name": rec.name, "type": rec.type, "state": rec.state, "declaration": rec.declaration},
+            "recipient": {
+                "name": rec.name,
+                "type": rec.type,
+                "state": rec.state,
+                "declaration": rec.declaration,
+            },
             "decision": rules.filter.decision.describe(),
-            "counts": {"reads_in": len(done), "reads_shared": len(done), "reads_withheld": 0, "withheld_by_reason": {}, "withheld_by_category": {}},
+            "counts": {
+                "reads_in": len(done),
+                "reads_shared": len(done),
+                "reads_withheld": 0,
+                "withheld_by_reason": {},
+                "withheld_by_category": {},
+            },
             "output": {"sha256": hashlib.sha256(b"".join(r.payload for r in done)).hexdigest()},
         }
         out = _audit_record(doc)
@@ -1153,7 +1364,9 @@ class Forwarder:
         return out
 
 
-def backoff_s(attempt: int, base_s: float, cap_s: float, retry_after_s: float | None = None, rng=random) -> float:
+def backoff_s(
+    attempt: int, base_s: float, cap_s: float, retry_after_s: float | None = None, rng=random
+) -> float:
     """Delay before retry ``attempt`` (1, 2, ...): exponential, capped, with jitter.
 
     "Equal jitter" (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015): half of
@@ -1196,7 +1409,9 @@ class _RelayApp(Starlette):
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
-            scope["geofence.transport"] = getattr(getattr(send, "__self__", None), "transport", None)
+            scope["geofence.transport"] = getattr(
+                getattr(send, "__self__", None), "transport", None
+            )
         await super().__call__(scope, receive, send)
 
 
@@ -1243,10 +1458,22 @@ async def _ingest(request: Request, endpoint: str) -> Response:
     if body is None:
         relay.stats["too_large"] += 1
         access_log.info("%s %s 413", request.method, path)
-        return JSONResponse({"error": f"body over --max-body ({relay.config.max_body_bytes:,} bytes)"}, status_code=413, headers={"Connection": "close"})
-    if not authed and not creds.hmac_ok(request.headers.get(_TS_HEADER), request.headers.get(_SIG_HEADER), body, time.time()):
+        return JSONResponse(
+            {"error": f"body over --max-body ({relay.config.max_body_bytes:,} bytes)"},
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+    if not authed and not creds.hmac_ok(
+        request.headers.get(_TS_HEADER), request.headers.get(_SIG_HEADER), body, time.time()
+    ):
         return _unauthorized(relay, request, path, "bad signature")
-    sub = Submission(endpoint, body, request.headers.get("content-type"), time.time(), request.query_params.get("profile"))
+    sub = Submission(
+        endpoint,
+        body,
+        request.headers.get("content-type"),
+        time.time(),
+        request.query_params.get("profile"),
+    )
     try:
         outcome = await relay.submit(sub)
     except StoreUnavailable:
@@ -1254,7 +1481,13 @@ async def _ingest(request: Request, endpoint: str) -> Response:
         return await relay.refuse(request)
     if outcome.status == 200:
         relay.stats["tests"] += 1
-    access_log.info("%s %s %d %s", request.method, path, outcome.status, outcome.body.get("id") or outcome.body.get("error", ""))
+    access_log.info(
+        "%s %s %d %s",
+        request.method,
+        path,
+        outcome.status,
+        outcome.body.get("id") or outcome.body.get("error", ""),
+    )
     return JSONResponse(outcome.body, status_code=outcome.status)
 
 
@@ -1262,7 +1495,11 @@ def _unauthorized(relay: Relay, request: Request, path: str, why: str) -> Respon
     relay.stats["auth_failures"] += 1
     client = request.client.host if request.client else "?"
     log.warning("401 for %s %s from %s: %s", request.method, path, client, why)
-    return JSONResponse({"error": "unauthorized"}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="geofence"'})
+    return JSONResponse(
+        {"error": "unauthorized"},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="geofence"'},
+    )
 
 
 async def _openalpr(request: Request) -> Response:
@@ -1286,7 +1523,11 @@ async def _readyz(request: Request) -> Response:
         why.append("store not writable")
     if relay.full:
         why.append("--max-pending reached")
-    body = {"ready": not why, "reasons": why, "ruleset": relay.rules.ruleset if relay.rules else None}
+    body = {
+        "ready": not why,
+        "reasons": why,
+        "ruleset": relay.rules.ruleset if relay.rules else None,
+    }
     return JSONResponse(body, status_code=200 if not why else 503)
 
 
@@ -1321,7 +1562,9 @@ async def _metrics(request: Request) -> Response:
         "# TYPE geofence_serve_requests_total counter",
     ]
     for k in ("auth_failures", "too_large", "tests", "not_accepted"):
-        lines.append(f'geofence_serve_requests_total{{outcome="{k}"}} {doc["since_start"].get(k, 0)}')
+        lines.append(
+            f'geofence_serve_requests_total{{outcome="{k}"}} {doc["since_start"].get(k, 0)}'
+        )
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
 
@@ -1359,7 +1602,10 @@ def create_app(config: ServeConfig, *, relay: Relay | None = None) -> Starlette:
         Route("/metrics", _metrics, methods=["GET"]),
     ]
     if config.allow_path_token:
-        routes += [Route("/v1/openalpr/{token}", _openalpr, methods=["POST"]), Route("/v1/reads/{token}", _reads, methods=["POST"])]
+        routes += [
+            Route("/v1/openalpr/{token}", _openalpr, methods=["POST"]),
+            Route("/v1/reads/{token}", _reads, methods=["POST"]),
+        ]
     app = _RelayApp(routes=routes, lifespan=lifespan)
     app.state.relay = relay
     return app
@@ -1377,7 +1623,9 @@ def _bind(host: str, port: int, backlog: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise UsageError(f"--listen {host}:{port}: cannot listen there ({exc.strerror}); choose a free address") from None
+        raise UsageError(
+            f"--listen {host}:{port}: cannot listen there ({exc.strerror}); choose a free address"
+        ) from None
     sock.listen(backlog)
     sock.setblocking(False)
     return sock
@@ -1419,9 +1667,18 @@ class _Listener:
                 return
 
             def protocol(_loop=None):
-                return cfg.http_protocol_class(config=cfg, server_state=srv.server_state, app_state=srv.lifespan.state, _loop=_loop)
+                return cfg.http_protocol_class(
+                    config=cfg,
+                    server_state=srv.server_state,
+                    app_state=srv.lifespan.state,
+                    _loop=_loop,
+                )
 
-            srv.servers.append(await asyncio.get_running_loop().create_server(protocol, sock=sock, backlog=cfg.backlog))
+            srv.servers.append(
+                await asyncio.get_running_loop().create_server(
+                    protocol, sock=sock, backlog=cfg.backlog
+                )
+            )
             log.warning("listener open again on %s:%d", self.host, self.port)
 
 
@@ -1458,7 +1715,9 @@ class _Server(uvicorn.Server):
             await self.relay.listener.set_open(False)
 
 
-def run_server(config: ServeConfig, *, on_listening: Callable[[str, int], None] | None = None) -> int:
+def run_server(
+    config: ServeConfig, *, on_listening: Callable[[str, int], None] | None = None
+) -> int:
     """Load everything, listen on ``config.listen`` and serve until SIGTERM or SIGINT.
 
     Layers, policy, rules, credentials and the store are loaded before the socket is
@@ -1478,7 +1737,15 @@ def run_server(config: ServeConfig, *, on_listening: Callable[[str, int], None] 
     relay.load()
     app = create_app(config, relay=relay)
     sock = _bind(config.host, config.port, 2048)
-    ucfg = uvicorn.Config(app, log_config=None, access_log=False, http="h11", lifespan="on", timeout_graceful_shutdown=30, server_header=False)
+    ucfg = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        http="h11",
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
     server = _Server(ucfg, relay, on_listening)
     server.run(sockets=[sock])
     return server.signal_received or 0

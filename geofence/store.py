@@ -187,7 +187,9 @@ class Unit:
 
     posts: list[PostRow] = field(default_factory=list)
     reads: list[ReadRow] = field(default_factory=list)
-    rejected: list[tuple] = field(default_factory=list)  # (received_at, endpoint, content_type, sha256, size, reason)
+    rejected: list[tuple] = field(
+        default_factory=list
+    )  # (received_at, endpoint, content_type, sha256, size, reason)
     seen: list[tuple[str, str]] = field(default_factory=list)  # (key, post id)
     cameras: list[tuple] = field(default_factory=list)  # (camera_id, lon, lat, agent, seen_at)
     counters: dict[str, int] = field(default_factory=dict)
@@ -229,17 +231,23 @@ def _store_path(state_dir: str | os.PathLike) -> Path:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+    )
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
-        raise StoreError(f"{path}: SQLite would not switch to WAL mode; put --state-dir on a local file system")
+        raise StoreError(
+            f"{path}: SQLite would not switch to WAL mode; put --state-dir on a local file system"
+        )
     # FULL: every commit syncs the WAL, so an acknowledged post survives power loss (module docstring).
     conn.execute("PRAGMA synchronous=FULL")
     return conn
 
 
 def _sqlite_error(path: Path, exc: sqlite3.Error, doing: str) -> StoreError:
-    return StoreError(f"{path}: cannot {doing} ({exc}); check the disk and the permissions of --state-dir")
+    return StoreError(
+        f"{path}: cannot {doing} ({exc}); check the disk and the permissions of --state-dir"
+    )
 
 
 class Store:
@@ -257,7 +265,9 @@ class Store:
         try:
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise StoreError(f"--state-dir {self.dir}: cannot create it ({exc.strerror}); choose a writable directory") from None
+            raise StoreError(
+                f"--state-dir {self.dir}: cannot create it ({exc.strerror}); choose a writable directory"
+            ) from None
         old_umask = os.umask(0o077)  # the database holds plates: owner only
         try:
             self.conn = _connect(self.path)
@@ -265,7 +275,10 @@ class Store:
             row = self.conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
             if row is None:
                 self.conn.execute("BEGIN IMMEDIATE")
-                self.conn.execute("INSERT INTO meta VALUES ('store_id', ?), ('schema', ?), ('created_at', ?)", (secrets.token_hex(4), SCHEMA_VERSION, iso(_now())))
+                self.conn.execute(
+                    "INSERT INTO meta VALUES ('store_id', ?), ('schema', ?), ('created_at', ?)",
+                    (secrets.token_hex(4), SCHEMA_VERSION, iso(_now())),
+                )
                 self.conn.execute("COMMIT")
                 row = self.conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
             schema = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
@@ -274,7 +287,9 @@ class Store:
         finally:
             os.umask(old_umask)
         if schema != SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: store schema {schema}, this geofence writes {SCHEMA_VERSION}; use a new --state-dir")
+            raise StoreError(
+                f"{self.path}: store schema {schema}, this geofence writes {SCHEMA_VERSION}; use a new --state-dir"
+            )
         self.store_id: str = row[0]
         self._load_counters()
 
@@ -310,53 +325,99 @@ class Store:
             out.update(self.conn.execute(q, part).fetchall())
         return out
 
-    def write(self, units: Sequence[Unit], *, together: bool = True) -> None:
-        """Commit units: all in one transaction (group commit) or one transaction each.
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; on any failure roll back and reset the id
+        counters, so that the same rows can be written again later."""
+        c = self.conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            yield c
+            c.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self._load_counters()
+            if isinstance(exc, sqlite3.Error):
+                raise _sqlite_error(self.path, exc, "write the store") from None
+            raise
+
+    def write(self, units: Sequence[Unit]) -> None:
+        """Commit units in one transaction (a group commit: one sync for all).
 
         Raises
         ------
         StoreError
-            When SQLite cannot write; nothing of the failed transaction is stored and the
-            id counters are reset, so the same units can be written again later.
+            When SQLite cannot write; nothing of the units is stored.
         """
-        groups = [list(units)] if together else [[u] for u in units]
-        for g in groups:
-            try:
-                self._write(g)
-            except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    self.conn.execute("ROLLBACK")
-                with contextlib.suppress(sqlite3.Error):
-                    self._load_counters()
-                raise _sqlite_error(self.path, exc, "write the store") from None
+        with self._transaction() as c:
+            self._insert(c, units)
 
-    def _write(self, units: Sequence[Unit]) -> None:
-        c = self.conn
-        c.execute("BEGIN IMMEDIATE")
+    def _insert(self, c: sqlite3.Connection, units: Sequence[Unit]) -> None:
         posts = [p for u in units for p in u.posts]
         if posts:
             c.executemany(
                 "INSERT INTO posts (seq, id, received_at, endpoint, data_type, profile, content_type, sha256, size, body, n_reads) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(p.seq, p.id, p.received_at, p.endpoint, p.data_type, p.profile, p.content_type, p.sha256, len(p.body), p.body, p.n_reads) for p in posts],
+                [
+                    (
+                        p.seq,
+                        p.id,
+                        p.received_at,
+                        p.endpoint,
+                        p.data_type,
+                        p.profile,
+                        p.content_type,
+                        p.sha256,
+                        len(p.body),
+                        p.body,
+                        p.n_reads,
+                    )
+                    for p in posts
+                ],
             )
         reads = [r for u in units for r in u.reads]
         if reads:
             c.executemany(
                 "INSERT INTO reads (seq, id, post_seq, status, reason, category, site_id, distance_m, source_read_id, camera_id, time_us, lon, lat, ruleset, payload, content_type, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (r.seq, r.id, r.post_seq, r.status, r.reason, r.category, r.site_id, r.distance_m, r.source_read_id, r.camera_id, r.time_us, r.lon, r.lat, r.ruleset, r.payload, r.content_type, r.size)
+                    (
+                        r.seq,
+                        r.id,
+                        r.post_seq,
+                        r.status,
+                        r.reason,
+                        r.category,
+                        r.site_id,
+                        r.distance_m,
+                        r.source_read_id,
+                        r.camera_id,
+                        r.time_us,
+                        r.lon,
+                        r.lat,
+                        r.ruleset,
+                        r.payload,
+                        r.content_type,
+                        r.size,
+                    )
                     for r in reads
                 ],
             )
         rej = [x for u in units for x in u.rejected]
         if rej:
-            c.executemany("INSERT INTO rejected (received_at, endpoint, content_type, sha256, size, reason) VALUES (?,?,?,?,?,?)", rej)
+            c.executemany(
+                "INSERT INTO rejected (received_at, endpoint, content_type, sha256, size, reason) VALUES (?,?,?,?,?,?)",
+                rej,
+            )
         seen = [x for u in units for x in u.seen]
         if seen:
             c.executemany("INSERT OR IGNORE INTO seen (key, post_id) VALUES (?,?)", seen)
         cams = [x for u in units for x in u.cameras]
         if cams:
-            c.executemany("INSERT OR REPLACE INTO cameras (camera_id, lon, lat, agent, seen_at) VALUES (?,?,?,?,?)", cams)
+            c.executemany(
+                "INSERT OR REPLACE INTO cameras (camera_id, lon, lat, agent, seen_at) VALUES (?,?,?,?,?)",
+                cams,
+            )
         counts: dict[str, int] = {}
         for u in units:
             for k, v in u.counters.items():
@@ -366,30 +427,16 @@ class Store:
                 "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                 list(counts.items()),
             )
-        c.execute("COMMIT")
 
     def probe(self) -> None:
         """Write and commit one small row: raises :class:`StoreError` while the store cannot."""
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('probed_at', ?)", (iso(_now()),))
-            self.conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self.conn.execute("ROLLBACK")
-            raise _sqlite_error(self.path, exc, "write the store") from None
+        with self._transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('probed_at', ?)", (iso(_now()),))
 
     def _tx(self, sql_params: Iterable[tuple[str, Sequence]]) -> None:
-        c = self.conn
-        try:
-            c.execute("BEGIN IMMEDIATE")
+        with self._transaction() as c:
             for sql, params in sql_params:
                 c.execute(sql, params)
-            c.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                c.execute("ROLLBACK")
-            raise _sqlite_error(self.path, exc, "write the store") from None
 
     def mark_forwarded(self, seqs: Sequence[int]) -> None:
         """Pending reads the recipient accepted (2xx) become ``forwarded``."""
@@ -401,30 +448,39 @@ class Store:
 
     def mark_refused(self, seq: int, error: str) -> None:
         """A read the recipient refused (4xx but 408/429) waits for ``requeue``."""
-        self._tx([("UPDATE reads SET status='refused', done_at=?, last_error=?, next_attempt_at=NULL WHERE seq=? AND status='pending'", (_now(), error, seq))])
+        self._tx(
+            [
+                (
+                    "UPDATE reads SET status='refused', done_at=?, last_error=?, next_attempt_at=NULL WHERE seq=? AND status='pending'",
+                    (_now(), error, seq),
+                )
+            ]
+        )
 
-    def note_failure(self, seq: int, attempts: int, error: str, failing_since: float, next_attempt_at: float) -> None:
+    def note_failure(
+        self, seq: int, attempts: int, error: str, failing_since: float, next_attempt_at: float
+    ) -> None:
         """Record a failed delivery of the head read (``serve status`` shows stalls)."""
-        self._tx([("UPDATE reads SET attempts=?, last_error=?, failing_since=?, next_attempt_at=? WHERE seq=?", (attempts, error, failing_since, next_attempt_at, seq))])
+        self._tx(
+            [
+                (
+                    "UPDATE reads SET attempts=?, last_error=?, failing_since=?, next_attempt_at=? WHERE seq=?",
+                    (attempts, error, failing_since, next_attempt_at, seq),
+                )
+            ]
+        )
 
     def withhold(self, rows: Sequence[tuple]) -> int:
         """Pending reads a reloaded layer set flags: ``(seq, reason, category, site_id, distance_m, ruleset)``."""
         if not rows:
             return 0
-        c = self.conn
-        try:
-            c.execute("BEGIN IMMEDIATE")
-            n = 0
+        n = 0
+        with self._transaction() as c:
             for seq, reason, cat, site, dist, ruleset in rows:
                 n += c.execute(
                     "UPDATE reads SET status='withheld', reason=?, category=?, site_id=?, distance_m=?, ruleset=?, payload=NULL, done_at=? WHERE seq=? AND status='pending'",
                     (reason, cat, site, dist, ruleset, _now(), seq),
                 ).rowcount
-            c.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                c.execute("ROLLBACK")
-            raise _sqlite_error(self.path, exc, "write the store") from None
         return n
 
     # -- reads ----------------------------------------------------------------------
@@ -446,15 +502,21 @@ class Store:
 
     def pending_bytes(self) -> int:
         """Bytes waiting to be forwarded (what ``--max-pending`` bounds)."""
-        return self.conn.execute("SELECT coalesce(sum(size), 0) FROM reads WHERE status='pending'").fetchone()[0]
+        return self.conn.execute(
+            "SELECT coalesce(sum(size), 0) FROM reads WHERE status='pending'"
+        ).fetchone()[0]
 
     def pending_positions(self) -> list[tuple]:
         """``(seq, lon, lat, time_us)`` of every pending read (re-checked after a reload)."""
-        return self.conn.execute("SELECT seq, lon, lat, time_us FROM reads WHERE status='pending' ORDER BY seq").fetchall()
+        return self.conn.execute(
+            "SELECT seq, lon, lat, time_us FROM reads WHERE status='pending' ORDER BY seq"
+        ).fetchall()
 
     def cameras(self) -> list[tuple]:
         """``(camera_id, lon, lat)`` of every camera a heartbeat positioned."""
-        return self.conn.execute("SELECT camera_id, lon, lat FROM cameras ORDER BY camera_id").fetchall()
+        return self.conn.execute(
+            "SELECT camera_id, lon, lat FROM cameras ORDER BY camera_id"
+        ).fetchall()
 
 
 # -------------------------------------------------------------------------------------
@@ -465,7 +527,9 @@ class Store:
 def _open_existing(state_dir: str | os.PathLike) -> Iterator[sqlite3.Connection]:
     path = _store_path(state_dir)
     if not path.is_file():
-        raise UsageError(f"{state_dir}: no relay store ({STORE_FILE}) there; pass the --state-dir that geofence serve uses")
+        raise UsageError(
+            f"{state_dir}: no relay store ({STORE_FILE}) there; pass the --state-dir that geofence serve uses"
+        )
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -516,18 +580,37 @@ def status(state_dir: str | os.PathLike) -> dict:
     """
     now = _now()
     with _open_existing(state_dir) as conn:
-        doc: dict = {"store": {"id": conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0], "file": STORE_FILE}}
+        doc: dict = {
+            "store": {
+                "id": conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()[0],
+                "file": STORE_FILE,
+            }
+        }
         doc["counts"] = counts(conn)
-        doc["withheld_by_reason"] = dict(conn.execute("SELECT reason, count(*) FROM reads WHERE status='withheld' GROUP BY reason ORDER BY reason").fetchall())
-        doc["rejected_by_reason"] = dict(conn.execute("SELECT reason, count(*) FROM rejected GROUP BY reason ORDER BY reason").fetchall())
-        doc["pending_bytes"] = conn.execute("SELECT coalesce(sum(size), 0) FROM reads WHERE status='pending'").fetchone()[0]
+        doc["withheld_by_reason"] = dict(
+            conn.execute(
+                "SELECT reason, count(*) FROM reads WHERE status='withheld' GROUP BY reason ORDER BY reason"
+            ).fetchall()
+        )
+        doc["rejected_by_reason"] = dict(
+            conn.execute(
+                "SELECT reason, count(*) FROM rejected GROUP BY reason ORDER BY reason"
+            ).fetchall()
+        )
+        doc["pending_bytes"] = conn.execute(
+            "SELECT coalesce(sum(size), 0) FROM reads WHERE status='pending'"
+        ).fetchone()[0]
         head = conn.execute(
             "SELECT r.id, p.received_at, r.attempts, r.last_error, r.failing_since, r.next_attempt_at FROM reads r JOIN posts p ON p.seq=r.post_seq "
             "WHERE r.status='pending' ORDER BY r.seq LIMIT 1"
         ).fetchone()
         if head:
             rid, received, attempts, err, since, nxt = head
-            doc["oldest_pending"] = {"read_id": rid, "received_at": iso(received), "age_s": round(now - received, 3)}
+            doc["oldest_pending"] = {
+                "read_id": rid,
+                "received_at": iso(received),
+                "age_s": round(now - received, 3),
+            }
             doc["head"] = {
                 "read_id": rid,
                 "attempts": attempts,
@@ -541,7 +624,9 @@ def status(state_dir: str | os.PathLike) -> dict:
             doc["head"] = None
         doc["refused"] = [
             {"read_id": rid, "error": err, "refused_at": iso(t)}
-            for rid, err, t in conn.execute("SELECT id, last_error, done_at FROM reads WHERE status='refused' ORDER BY seq LIMIT 20").fetchall()
+            for rid, err, t in conn.execute(
+                "SELECT id, last_error, done_at FROM reads WHERE status='refused' ORDER BY seq LIMIT 20"
+            ).fetchall()
         ]
         last = conn.execute("SELECT max(done_at) FROM reads WHERE status='forwarded'").fetchone()[0]
         doc["last_forwarded_at"] = iso(last) or None
@@ -587,9 +672,41 @@ def export_withheld(state_dir: str | os.PathLike, out: str | os.PathLike) -> int
         while rows := cur.fetchmany(10_000):
             buf = io.StringIO()
             w = csv.writer(buf, lineterminator="\n")
-            for rid, pid, received, source, srid, cam, t_us, lon, lat, reason, cat, site, dist, ruleset in rows:
+            for (
+                rid,
+                pid,
+                received,
+                source,
+                srid,
+                cam,
+                t_us,
+                lon,
+                lat,
+                reason,
+                cat,
+                site,
+                dist,
+                ruleset,
+            ) in rows:
                 read_time = "" if t_us is None else iso(t_us / 1e6)
-                w.writerow([rid, pid, iso(received), source, srid or "", cam or "", read_time, _num(lon), _num(lat), reason, cat, site, _num(dist), ruleset])
+                w.writerow(
+                    [
+                        rid,
+                        pid,
+                        iso(received),
+                        source,
+                        srid or "",
+                        cam or "",
+                        read_time,
+                        _num(lon),
+                        _num(lat),
+                        reason,
+                        cat,
+                        site,
+                        _num(dist),
+                        ruleset,
+                    ]
+                )
             fh.write(buf.getvalue().encode())
             n += len(rows)
     return n
@@ -613,17 +730,29 @@ def requeue(state_dir: str | os.PathLike, ident: str) -> list[str]:
         Unknown id, or no refused read under it (withheld reads are never requeued).
     """
     with _open_existing(state_dir) as conn:
-        rows = conn.execute("SELECT seq, id, status FROM reads WHERE id = ? ORDER BY seq", (ident,)).fetchall()
+        rows = conn.execute(
+            "SELECT seq, id, status FROM reads WHERE id = ? ORDER BY seq", (ident,)
+        ).fetchall()
         if not rows:
-            rows = conn.execute("SELECT r.seq, r.id, r.status FROM reads r JOIN posts p ON p.seq = r.post_seq WHERE p.id = ? ORDER BY r.seq", (ident,)).fetchall()
+            rows = conn.execute(
+                "SELECT r.seq, r.id, r.status FROM reads r JOIN posts p ON p.seq = r.post_seq WHERE p.id = ? ORDER BY r.seq",
+                (ident,),
+            ).fetchall()
         if not rows:
-            raise UsageError(f"{ident}: no read or post with this id in {state_dir}; `geofence serve status {state_dir}` lists refused reads")
+            raise UsageError(
+                f"{ident}: no read or post with this id in {state_dir}; `geofence serve status {state_dir}` lists refused reads"
+            )
         todo = [(seq, rid) for seq, rid, st in rows if st == "refused"]
         if not todo:
             states = ", ".join(sorted({st for _, _, st in rows}))
-            raise UsageError(f"{ident}: nothing to requeue (state: {states}); only reads the recipient refused are sent again, never withheld ones")
+            raise UsageError(
+                f"{ident}: nothing to requeue (state: {states}); only reads the recipient refused are sent again, never withheld ones"
+            )
         conn.execute("BEGIN IMMEDIATE")
         for seq, _ in todo:
-            conn.execute("UPDATE reads SET status='pending', attempts=0, last_error=NULL, failing_since=NULL, next_attempt_at=NULL, done_at=NULL WHERE seq=? AND status='refused'", (seq,))
+            conn.execute(
+                "UPDATE reads SET status='pending', attempts=0, last_error=NULL, failing_since=NULL, next_attempt_at=NULL, done_at=NULL WHERE seq=? AND status='refused'",
+                (seq,),
+            )
         conn.execute("COMMIT")
     return [rid for _, rid in todo]

@@ -13,9 +13,9 @@ from geofence.cli.options import (
     policy_options,
     quiet_opt,
     reading_options,
+    recipient_options,
     verbose_opt,
 )
-from geofence.jurisdictions import RECIPIENT_TYPES
 
 
 def _as_of(ctx, param, value):
@@ -32,14 +32,8 @@ def _as_of(ctx, param, value):
 @click.argument("reads")
 @policy_options
 @reading_options
-@click.option("--recipient", required=True, help="Receiving agency or organisation.")
-@click.option("--recipient-type", required=True, type=click.Choice(RECIPIENT_TYPES), help="Kind of recipient.")
-@click.option("--recipient-state", default=None, help="Two-letter state of the recipient.")
-@click.option("--purpose", required=True, help="Purpose of the share (checked against purpose rules).")
+@recipient_options
 @click.option("--user", required=True, help="Username of the person sharing (audit log).")
-@click.option("--sender", default=None, help="Sending agency (audit log: organisation).")
-@click.option("--sender-state", default=None, help="Two-letter state of the sender; selects layers/jurisdictions/XX.toml.")
-@click.option("--declaration", default=None, help="Reference of a recipient's written declaration (Illinois).")
 @click.option("-o", "--out", required=True, help="Shared rows (input format, bytes unchanged), or - for stdout.")
 @click.option("--withheld", required=True, help="Withheld rows with reason, category, site_id, distance_m.")
 @click.option("--manifest", required=True, help="Manifest JSON for the recipient to verify.")

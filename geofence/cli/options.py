@@ -124,6 +124,24 @@ def policy_options(f):
     return f
 
 
+def recipient_options(f):
+    """Who receives a share and why: the options of ``filter`` and ``serve`` (issues #4, #12)."""
+    from geofence.jurisdictions import RECIPIENT_TYPES
+
+    opts = (
+        click.option("--recipient", required=True, help="Receiving agency or organisation."),
+        click.option("--recipient-type", required=True, type=click.Choice(RECIPIENT_TYPES), help="Kind of recipient."),
+        click.option("--recipient-state", default=None, help="Two-letter state of the recipient."),
+        click.option("--purpose", required=True, help="Purpose of the share (checked against purpose rules)."),
+        click.option("--sender", default=None, help="Sending agency (audit log: organisation)."),
+        click.option("--sender-state", default=None, help="Two-letter state of the sender; selects layers/jurisdictions/XX.toml."),
+        click.option("--declaration", default=None, help="Reference of a recipient's written declaration (Illinois)."),
+    )
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
 def parse_distances(overrides: dict) -> dict[str, float]:
     """``--distance CATEGORY=METRES`` values as floats, or a one-line error."""
     out = {}

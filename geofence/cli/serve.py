@@ -10,8 +10,13 @@ import sys
 import click
 
 from geofence.cli import cli, setup_logging
-from geofence.cli.options import parse_distances, policy_options, quiet_opt, verbose_opt
-from geofence.jurisdictions import RECIPIENT_TYPES
+from geofence.cli.options import (
+    parse_distances,
+    policy_options,
+    quiet_opt,
+    recipient_options,
+    verbose_opt,
+)
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
@@ -56,32 +61,143 @@ def serve_group():
 
 @serve_group.command("run")
 @policy_options
-@click.option("--recipient", required=True, help="Receiving agency or organisation.")
-@click.option("--recipient-type", required=True, type=click.Choice(RECIPIENT_TYPES), help="Kind of recipient.")
-@click.option("--recipient-state", default=None, help="Two-letter state of the recipient.")
-@click.option("--purpose", required=True, help="Purpose of the share (checked against purpose rules).")
-@click.option("--user", default="geofence-serve", show_default=True, help="Account the relay shares as (audit log).")
-@click.option("--sender", default=None, help="Sending agency (audit log: organisation).")
-@click.option("--sender-state", default=None, help="Two-letter state of the sender; selects layers/jurisdictions/XX.toml.")
-@click.option("--declaration", default=None, help="Reference of a recipient's written declaration (Illinois).")
-@click.option("--forward-to", required=True, metavar="URL", help="Where shareable reads are POSTed, one per request.")
-@click.option("--state-dir", required=True, metavar="DIR", help="Store of posts, reads and decisions (SQLite); created if missing.")
-@click.option("--listen", default="127.0.0.1:8787", show_default=True, metavar="HOST:PORT", help="Address to listen on (TLS belongs to a reverse proxy); port 0 picks a free one.")
-@click.option("--token-file", default=None, metavar="FILE", help="Bearer tokens accepted, one per line.")
-@click.option("--hmac-secret-file", default=None, metavar="FILE", help="Secret for X-Geofence-Signature (HMAC-SHA256 of timestamp.body).")
-@click.option("--allow-path-token", is_flag=True, help="Also accept a token as the last path segment (/v1/openalpr/TOKEN), for agents that cannot set headers.")
-@click.option("--sign-secret-file", default=None, metavar="FILE", help="Sign forwarded reads with this secret (X-Geofence-Signature).")
-@click.option("--cameras", "camera_table", default=None, metavar="FILE", help="Camera table positioning alpr_results reads (heartbeats add to it).")
-@click.option("--audit-log", default=None, metavar="FILE", help="Audit log (JSON lines) [default: DIR/audit.jsonl].")
-@click.option("--max-body", default="4MiB", show_default=True, callback=_size, help="Largest body accepted (413 above).")
-@click.option("--max-pending", default="10GiB", show_default=True, callback=_size, help="Stop acknowledging when this many bytes wait to be forwarded.")
-@click.option("--when-full", type=click.Choice(["close", "503"]), default="close", show_default=True, help="When full or the store is unwritable: close the listener, or answer 503 + Retry-After.")
-@click.option("--retry-cap", default="300s", show_default=True, callback=_duration, help="Longest wait between forwarding attempts (retries never stop).")
-@click.option("--forward-timeout", default="30s", show_default=True, callback=_duration, help="Timeout of one forwarding request.")
-@click.option("--no-group-commit", is_flag=True, hidden=True, help="Commit each post alone (benchmark baseline).")
+@recipient_options
+@click.option(
+    "--user",
+    default="geofence-serve",
+    show_default=True,
+    help="Account the relay shares as (audit log).",
+)
+@click.option(
+    "--forward-to",
+    required=True,
+    metavar="URL",
+    help="Where shareable reads are POSTed, one per request.",
+)
+@click.option(
+    "--state-dir",
+    required=True,
+    metavar="DIR",
+    help="Store of posts, reads and decisions (SQLite); created if missing.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8787",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to listen on (TLS belongs to a reverse proxy); port 0 picks a free one.",
+)
+@click.option(
+    "--token-file", default=None, metavar="FILE", help="Bearer tokens accepted, one per line."
+)
+@click.option(
+    "--hmac-secret-file",
+    default=None,
+    metavar="FILE",
+    help="Secret for X-Geofence-Signature (HMAC-SHA256 of timestamp.body).",
+)
+@click.option(
+    "--allow-path-token",
+    is_flag=True,
+    help="Also accept a token as the last path segment (/v1/openalpr/TOKEN), for agents that cannot set headers.",
+)
+@click.option(
+    "--sign-secret-file",
+    default=None,
+    metavar="FILE",
+    help="Sign forwarded reads with this secret (X-Geofence-Signature).",
+)
+@click.option(
+    "--cameras",
+    "camera_table",
+    default=None,
+    metavar="FILE",
+    help="Camera table positioning alpr_results reads (heartbeats add to it).",
+)
+@click.option(
+    "--audit-log",
+    default=None,
+    metavar="FILE",
+    help="Audit log (JSON lines) [default: DIR/audit.jsonl].",
+)
+@click.option(
+    "--max-body",
+    default="4MiB",
+    show_default=True,
+    callback=_size,
+    help="Largest body accepted (413 above).",
+)
+@click.option(
+    "--max-pending",
+    default="10GiB",
+    show_default=True,
+    callback=_size,
+    help="Stop acknowledging when this many bytes wait to be forwarded.",
+)
+@click.option(
+    "--when-full",
+    type=click.Choice(["close", "503"]),
+    default="close",
+    show_default=True,
+    help="When full or the store is unwritable: close the listener, or answer 503 + Retry-After.",
+)
+@click.option(
+    "--retry-cap",
+    default="300s",
+    show_default=True,
+    callback=_duration,
+    help="Longest wait between forwarding attempts (retries never stop).",
+)
+@click.option(
+    "--forward-timeout",
+    default="30s",
+    show_default=True,
+    callback=_duration,
+    help="Timeout of one forwarding request.",
+)
+@click.option(
+    "--commit-mode",
+    type=click.Choice(["group", "request", "transaction"]),
+    default="group",
+    hidden=True,
+    help="Benchmark baselines: request = each post alone, transaction = one transaction per post.",
+)
 @verbose_opt
 @quiet_opt
-def run(layer_paths, crs, policy_names, tier, distance_overrides, max_vertices, max_features, recipient, recipient_type, recipient_state, purpose, user, sender, sender_state, declaration, forward_to, state_dir, listen, token_file, hmac_secret_file, allow_path_token, sign_secret_file, camera_table, audit_log, max_body, max_pending, when_full, retry_cap, forward_timeout, no_group_commit, verbose, quiet):
+def run(
+    layer_paths,
+    crs,
+    policy_names,
+    tier,
+    distance_overrides,
+    max_vertices,
+    max_features,
+    recipient,
+    recipient_type,
+    recipient_state,
+    purpose,
+    user,
+    sender,
+    sender_state,
+    declaration,
+    forward_to,
+    state_dir,
+    listen,
+    token_file,
+    hmac_secret_file,
+    allow_path_token,
+    sign_secret_file,
+    camera_table,
+    audit_log,
+    max_body,
+    max_pending,
+    when_full,
+    retry_cap,
+    forward_timeout,
+    commit_mode,
+    verbose,
+    quiet,
+):
     """Run the relay: POST /v1/openalpr (agent JSON), POST /v1/reads?profile=NAME (CSV).
 
     A post is answered 202 {"id"} once its body and decisions are on disk. Each read goes
@@ -108,7 +224,7 @@ def run(layer_paths, crs, policy_names, tier, distance_overrides, max_vertices, 
         limits={"max_vertices_per_site": max_vertices, "max_features": max_features}, sender=sender,
         sender_state=sender_state, user=user, cameras=camera_table, audit_log=audit_log, listen=listen,
         max_body_bytes=max_body, max_pending_bytes=max_pending, when_full=when_full, retry_cap_s=retry_cap,
-        forward_timeout_s=forward_timeout, group_commit=not no_group_commit,
+        forward_timeout_s=forward_timeout, commit_mode=commit_mode,
     )  # fmt: skip
 
     def listening(host, port):
@@ -143,26 +259,38 @@ def status_cmd(state_dir, as_json):
         f"posts: {c['posts_accepted']:,} stored, {c['posts_repeated']:,} repeats; {c['heartbeats']:,} heartbeats, {doc['cameras']:,} cameras positioned",
     ]
     if doc["withheld_by_reason"]:
-        out.append("withheld: " + ", ".join(f"{k} {v:,}" for k, v in doc["withheld_by_reason"].items()))
+        out.append(
+            "withheld: " + ", ".join(f"{k} {v:,}" for k, v in doc["withheld_by_reason"].items())
+        )
     if doc["rejected_by_reason"]:
-        out.append("rejected: " + ", ".join(f"{k} {v:,}" for k, v in doc["rejected_by_reason"].items()))
+        out.append(
+            "rejected: " + ", ".join(f"{k} {v:,}" for k, v in doc["rejected_by_reason"].items())
+        )
     old = doc["oldest_pending"]
     if old:
-        out.append(f"pending: {c['pending']:,} reads, {doc['pending_bytes']:,} bytes; oldest received {old['received_at']} ({old['age_s']:.1f} s ago)")
+        out.append(
+            f"pending: {c['pending']:,} reads, {doc['pending_bytes']:,} bytes; oldest received {old['received_at']} ({old['age_s']:.1f} s ago)"
+        )
         h = doc["head"]
         if h["attempts"]:
-            out.append(f"STALLED: read {h['read_id']} failed {h['attempts']} times for {h['stalled_s']:.1f} s (last: {h['last_error']}); next attempt {h['next_attempt_at']}")
+            out.append(
+                f"STALLED: read {h['read_id']} failed {h['attempts']} times for {h['stalled_s']:.1f} s (last: {h['last_error']}); next attempt {h['next_attempt_at']}"
+            )
     else:
         out.append("pending: none")
     for r in doc["refused"]:
-        out.append(f"refused: {r['read_id']} ({r['error']}) at {r['refused_at']}: `geofence serve requeue {state_dir} {r['read_id']}` sends it again")
+        out.append(
+            f"refused: {r['read_id']} ({r['error']}) at {r['refused_at']}: `geofence serve requeue {state_dir} {r['read_id']}` sends it again"
+        )
     out.append(f"last forwarded: {doc['last_forwarded_at'] or 'never'}")
     click.echo("\n".join(out))
 
 
 @serve_group.command("withheld")
 @click.argument("state_dir", metavar="DIR")
-@click.option("-o", "--out", required=True, help="CSV of withheld reads (no plates), or - for stdout.")
+@click.option(
+    "-o", "--out", required=True, help="CSV of withheld reads (no plates), or - for stdout."
+)
 @quiet_opt
 def withheld_cmd(state_dir, out, quiet):
     """Write every withheld read with its reason, category, site and distance.
