@@ -45,6 +45,7 @@ import codecs
 import contextlib
 import datetime as _dt
 import fnmatch
+import functools
 import hashlib
 import io
 import json
@@ -311,6 +312,15 @@ def load_profile(profile: str | Path | Profile) -> Profile:
     if isinstance(profile, Profile):
         return profile
     path = _profile_path(profile)
+    st = path.stat()
+    # Profiles are frozen: the relay parses one per post (issue #12), so a loaded file
+    # is reused until it changes on disk.
+    return _load_path(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_path(path_text: str, _mtime_ns: int, _size: int) -> Profile:
+    path = Path(path_text)
     data = path.read_bytes()
     where = f"profile {path.name}"
     try:
