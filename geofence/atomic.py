@@ -65,7 +65,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[_HashingWriter]:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
     except OSError as exc:
-        raise GeofenceError(f"{target}: cannot write there ({exc.strerror}); choose another output path") from None
+        raise GeofenceError(
+            f"{target}: cannot write there ({exc.strerror}); choose another output path"
+        ) from None
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
             w = _HashingWriter(fh)

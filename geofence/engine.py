@@ -91,7 +91,9 @@ class Engine:
         self.multi_site = np.bincount(f.site, minlength=f.n_sites) > 1
         if not self.multi_site.any():
             self.multi_site = None
-        temporal = np.array([policy.categories[c].temporal == "event" for c in f.categories], dtype=bool)
+        temporal = np.array(
+            [policy.categories[c].temporal == "event" for c in f.categories], dtype=bool
+        )
         event_site = temporal[f.site_cat_code] if f.n_sites else np.zeros(0, bool)
         # Permanent fences go to the grid; event fences to an rtree over space and time
         # (issue #7) so that events can be added or removed without rebuilding.
@@ -141,7 +143,9 @@ class Engine:
         # A hash factorisation is O(n); the order of the distinct keys does not matter.
         inv, ukey = pd.factorize(lon + 1j * lat)
         if len(ukey) < 0.9 * n:
-            um = self._match_distinct(np.ascontiguousarray(ukey.real), np.ascontiguousarray(ukey.imag))
+            um = self._match_distinct(
+                np.ascontiguousarray(ukey.real), np.ascontiguousarray(ukey.imag)
+            )
             m = um.take(inv)
         else:
             m = self._match_distinct(lon, lat)
@@ -165,7 +169,13 @@ class Engine:
             ok[timed] = self.windows.active(self.window_row[site[timed]], t[timed])
             read, site, dist = read[ok], site[ok], dist[ok]
         base = np.repeat(np.arange(n), m.count)
-        out = _to_matches(n, np.concatenate([base, read]), np.concatenate([m.site, site]), np.concatenate([m.distance_m, dist]), multi_site=self.multi_site)
+        out = _to_matches(
+            n,
+            np.concatenate([base, read]),
+            np.concatenate([m.site, site]),
+            np.concatenate([m.distance_m, dist]),
+            multi_site=self.multi_site,
+        )
         out.untimed = untimed
         return out
 

@@ -139,12 +139,19 @@ class Segments:
         # crossing test (half of the work) is skipped for it (issue #5)
         box = np.full((n, 4), np.nan)
         if len(seg_piece):
-            for col, fn, v in ((0, np.fmin, start[:, 0]), (1, np.fmin, start[:, 1]), (2, np.fmax, start[:, 0]), (3, np.fmax, start[:, 1])):
+            for col, fn, v in (
+                (0, np.fmin, start[:, 0]),
+                (1, np.fmin, start[:, 1]),
+                (2, np.fmax, start[:, 0]),
+                (3, np.fmax, start[:, 1]),
+            ):
                 fn.at(box[:, col], seg_piece, v)
         box[~area] = np.nan  # lines have no inside
         return cls(ptr, start[:, 0].copy(), start[:, 1].copy(), dx, dy, inv, area, box)
 
-    def distance(self, piece: np.ndarray, east: np.ndarray, north: np.ndarray, chunk: int = 1 << 21) -> np.ndarray:
+    def distance(
+        self, piece: np.ndarray, east: np.ndarray, north: np.ndarray, chunk: int = 1 << 21
+    ) -> np.ndarray:
         """Planar distance from points to their pieces (0 inside areas), all in numpy.
 
         Same arithmetic as GEOS (projection onto each edge, clamped), without making a
@@ -178,7 +185,9 @@ class Segments:
         # Insideness only for reads within an area piece's planar bounds (NaN bounds of
         # lines compare False): an even-odd crossing test of a ray towards +east.
         b = self.box[piece]
-        inb = np.flatnonzero((east >= b[:, 0]) & (north >= b[:, 1]) & (east <= b[:, 2]) & (north <= b[:, 3]))
+        inb = np.flatnonzero(
+            (east >= b[:, 0]) & (north >= b[:, 1]) & (east <= b[:, 2]) & (north <= b[:, 3])
+        )
         if len(inb):
             d[inb] = np.where(self._odd(piece[inb], east[inb], north[inb], cnt[inb]), 0.0, d[inb])
         return d
@@ -226,7 +235,9 @@ def compile_fences(sites, policy: Policy) -> tuple[Fences, dict[str, int]]:
     categories = tuple(sorted(policy.categories))
     cat_code = np.searchsorted(categories, sel["category"].astype(str).to_numpy())
     buffer_by_code = np.array([policy.categories[c].buffer_m for c in categories], dtype=np.float64)
-    foot_by_code = np.array([policy.categories[c].footprint_m for c in categories], dtype=np.float64)
+    foot_by_code = np.array(
+        [policy.categories[c].footprint_m for c in categories], dtype=np.float64
+    )
 
     geoms = np.asarray(sel.geometry.values, dtype=object)
     parts, part_site = shapely.get_parts(geoms, return_index=True)
@@ -243,7 +254,9 @@ def compile_fences(sites, policy: Policy) -> tuple[Fences, dict[str, int]]:
         footprint = np.where(np.isnan(own), footprint, own)
     limit = buffer_by_code[cat_code[part_site]]
 
-    parts, part_site, is_point, footprint, limit = _cut_large(parts, part_site, is_point, footprint, limit)
+    parts, part_site, is_point, footprint, limit = _cut_large(
+        parts, part_site, is_point, footprint, limit
+    )
 
     origin = shapely.point_on_surface(parts)
     frames = Frames(shapely.get_x(origin), shapely.get_y(origin))
@@ -261,9 +274,13 @@ def compile_fences(sites, policy: Policy) -> tuple[Fences, dict[str, int]]:
         bounds=bounds,
         box_piece=box_piece,
         site_id=sel["site_id"].astype(str).to_numpy(dtype=object),
-        site_name=sel["name"].astype(str).to_numpy(dtype=object) if "name" in sel else np.full(len(sel), "", dtype=object),
+        site_name=sel["name"].astype(str).to_numpy(dtype=object)
+        if "name" in sel
+        else np.full(len(sel), "", dtype=object),
         site_category=sel["category"].astype(str).to_numpy(dtype=object),
-        site_source=sel["source"].astype(str).to_numpy(dtype=object) if "source" in sel else np.full(len(sel), "", dtype=object),
+        site_source=sel["source"].astype(str).to_numpy(dtype=object)
+        if "source" in sel
+        else np.full(len(sel), "", dtype=object),
         categories=categories,
         site_cat_code=cat_code.astype(np.int64),
     )
@@ -274,7 +291,9 @@ def _to_planes(parts: np.ndarray, frames: Frames, is_point: np.ndarray):
     """Express each piece in its own plane; return the planar geometries and radii."""
     coords, idx = shapely.get_coordinates(parts, return_index=True)
     east, north = frames.enu_lonlat(idx, coords[:, 0], coords[:, 1])
-    geom = shapely.set_coordinates(np.array(parts, dtype=object, copy=True), np.column_stack([east, north]))
+    geom = shapely.set_coordinates(
+        np.array(parts, dtype=object, copy=True), np.column_stack([east, north])
+    )
     radius = np.zeros(len(parts))
     np.maximum.at(radius, idx, np.hypot(east, north))
     radius[is_point] = 0.0
@@ -289,7 +308,9 @@ def _bounds(parts: np.ndarray, reach_m: np.ndarray) -> tuple[np.ndarray, np.ndar
     maxy = np.minimum(b[:, 3] + dlat, 90.0)
     coslat = np.cos(np.radians(np.maximum(np.abs(miny), np.abs(maxy))))
     with np.errstate(divide="ignore"):
-        dlon = np.where(coslat > 1e-3, reach_m / (M_PER_DEG_LON_EQ_MIN * np.maximum(coslat, 1e-3)), 360.0)
+        dlon = np.where(
+            coslat > 1e-3, reach_m / (M_PER_DEG_LON_EQ_MIN * np.maximum(coslat, 1e-3)), 360.0
+        )
     minx = b[:, 0] - dlon
     maxx = b[:, 2] + dlon
     polar = (maxy >= 89.0) | (miny <= -89.0) | (dlon >= 180.0)
@@ -301,11 +322,19 @@ def _bounds(parts: np.ndarray, reach_m: np.ndarray) -> tuple[np.ndarray, np.ndar
     # Boxes crossing the antimeridian get a second box on the other side.
     west = minx < -180.0
     if west.any():
-        boxes.append(np.column_stack([minx[west] + 360.0, miny[west], np.full(west.sum(), 180.0), maxy[west]]))
+        boxes.append(
+            np.column_stack(
+                [minx[west] + 360.0, miny[west], np.full(west.sum(), 180.0), maxy[west]]
+            )
+        )
         pieces.append(piece[west])
     east = maxx > 180.0
     if east.any():
-        boxes.append(np.column_stack([np.full(east.sum(), -180.0), miny[east], maxx[east] - 360.0, maxy[east]]))
+        boxes.append(
+            np.column_stack(
+                [np.full(east.sum(), -180.0), miny[east], maxx[east] - 360.0, maxy[east]]
+            )
+        )
         pieces.append(piece[east])
     return np.concatenate(boxes), np.concatenate(pieces)
 

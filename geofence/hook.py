@@ -96,9 +96,19 @@ class SharingFilter:
         self.recipient = recipient
         self.sender_state = sender_state
         self.decision: Decision = (
-            check_recipient(recipient, sender_state) if recipient is not None else Decision(True, None, "no recipient given")
+            check_recipient(recipient, sender_state)
+            if recipient is not None
+            else Decision(True, None, "no recipient given")
         )
-        self.engine, self.layer_sources = build_engine(layers, sites=sites, policy=policy, tier=tier, distances=distances, crs=crs, limits=limits)
+        self.engine, self.layer_sources = build_engine(
+            layers,
+            sites=sites,
+            policy=policy,
+            tier=tier,
+            distances=distances,
+            crs=crs,
+            limits=limits,
+        )
         self.max_age_days = max_age_days
         now = now or _dt.datetime.now(_dt.UTC)
         if now.tzinfo is None:
@@ -115,7 +125,9 @@ class SharingFilter:
         if not self.decision.allowed:
             raise SharingRefused(f"share refused: {self.decision.reason}")
 
-    def decide_batches(self, batches: Iterable[ReadBatch]) -> Iterator[tuple[ReadBatch, BatchDecision]]:
+    def decide_batches(
+        self, batches: Iterable[ReadBatch]
+    ) -> Iterator[tuple[ReadBatch, BatchDecision]]:
         """Decide every read of every batch (the engine loop shared with ``scan``)."""
         self._require_allowed()
         f = self.engine.fences
@@ -123,7 +135,9 @@ class SharingFilter:
             n = len(res.batch)
             reason = np.full(n, "", dtype=object)
             rej = res.reason != 0
-            reason[rej] = np.array(["unevaluable:" + r for r in REJECT_REASONS], dtype=object)[res.reason[rej]]
+            reason[rej] = np.array(["unevaluable:" + r for r in REJECT_REASONS], dtype=object)[
+                res.reason[rej]
+            ]
             flagged = res.matches.flagged & ~rej
             reason[flagged] = "near_sensitive_site"
             if self._cutoff_us is not None:
@@ -157,12 +171,21 @@ class SharingFilter:
         if isinstance(data, pa.RecordBatch):
             table = pa.Table.from_batches([data])
         keep_parts, decisions = [], []
-        for batch, dec in self.decide_batches(batches_from_table(data, columns=columns, timezone=timezone)):
+        for batch, dec in self.decide_batches(
+            batches_from_table(data, columns=columns, timezone=timezone)
+        ):
             keep_parts.append(batch.row - 1)
             decisions.append(dec)
         rows = np.concatenate(keep_parts) if keep_parts else np.empty(0, np.int64)
-        shared_mask = np.concatenate([d.shared for d in decisions]) if decisions else np.empty(0, bool)
-        extra = {c: np.concatenate([getattr(d, a) for d in decisions]) if decisions else np.empty(0) for c, a in zip(WITHHELD_COLUMNS, ("reason", "category", "site_id", "distance_m"), strict=True)}
+        shared_mask = (
+            np.concatenate([d.shared for d in decisions]) if decisions else np.empty(0, bool)
+        )
+        extra = {
+            c: np.concatenate([getattr(d, a) for d in decisions]) if decisions else np.empty(0)
+            for c, a in zip(
+                WITHHELD_COLUMNS, ("reason", "category", "site_id", "distance_m"), strict=True
+            )
+        }
         sh, wh = rows[shared_mask], rows[~shared_mask]
         if is_pandas:
             shared = data.iloc[sh]
@@ -253,13 +276,36 @@ def run_filter(
         When the recipient rules forbid the share (after writing the manifest, the
         audit line and an OUT file with the header only).
     """
-    profile, timezone = _resolve_profile(profile, timezone)  # a format profile (issue #8): checked before any work
-    filt = SharingFilter(layers, policy=policy, tier=tier, distances=distances, recipient=recipient, sender_state=sender_state, max_age_days=max_age_days, now=now, crs=crs, limits=limits)
+    profile, timezone = _resolve_profile(
+        profile, timezone
+    )  # a format profile (issue #8): checked before any work
+    filt = SharingFilter(
+        layers,
+        policy=policy,
+        tier=tier,
+        distances=distances,
+        recipient=recipient,
+        sender_state=sender_state,
+        max_age_days=max_age_days,
+        now=now,
+        crs=crs,
+        limits=limits,
+    )
     by_reason: Counter = Counter()
     by_category: Counter = Counter()
     n_in = n_shared = 0
     with contextlib.ExitStack() as stack:
-        stream = stack.enter_context(iter_reads(source, columns=columns, timezone=timezone, batch_size=batch_size, keep_raw=True, limits=limits, profile=profile))
+        stream = stack.enter_context(
+            iter_reads(
+                source,
+                columns=columns,
+                timezone=timezone,
+                batch_size=batch_size,
+                keep_raw=True,
+                limits=limits,
+                profile=profile,
+            )
+        )
         out_fh = stack.enter_context(atomic_output(out))
         wh_fh = stack.enter_context(atomic_output(withheld))
         header = (b"\xef\xbb\xbf" if getattr(stream, "bom", False) else b"") + stream.header
@@ -267,7 +313,12 @@ def run_filter(
             out_fh.write(header)
         delim = stream.delimiter
         term = stream.line_terminator
-        wh_fh.write(stream.header.rstrip(b"\r\n") + delim.encode() + delim.join(WITHHELD_COLUMNS).encode() + term)
+        wh_fh.write(
+            stream.header.rstrip(b"\r\n")
+            + delim.encode()
+            + delim.join(WITHHELD_COLUMNS).encode()
+            + term
+        )
         if filt.decision.allowed:
             for batch, dec in filt.decide_batches(stream):
                 raw, off = batch.raw, batch.offsets
@@ -281,16 +332,47 @@ def run_filter(
                     row = raw[off[i] : off[i + 1]]
                     body = row.rstrip(b"\r\n")
                     d = dec.distance_m[i]
-                    extra = [dec.reason[i], dec.category[i], dec.site_id[i], "" if np.isnan(d) else repr(float(d))]
-                    parts.append(body + b"".join(delim.encode() + _csv_field(v, delim) for v in extra) + term)
+                    extra = [
+                        dec.reason[i],
+                        dec.category[i],
+                        dec.site_id[i],
+                        "" if np.isnan(d) else repr(float(d)),
+                    ]
+                    parts.append(
+                        body + b"".join(delim.encode() + _csv_field(v, delim) for v in extra) + term
+                    )
                     by_reason[dec.reason[i]] += 1
                     if dec.category[i]:
                         by_category[dec.category[i]] += 1
                 wh_fh.write(b"".join(parts))
-        doc = _manifest(filt, stream, source, out, n_in, n_shared, by_reason, by_category, recipient, sender, sender_state, user, deterministic, layers)
+        doc = _manifest(
+            filt,
+            stream,
+            source,
+            out,
+            n_in,
+            n_shared,
+            by_reason,
+            by_category,
+            recipient,
+            sender,
+            sender_state,
+            user,
+            deterministic,
+            layers,
+        )
         # the writers' hashes are final once every row is written
-        doc["output"] = {"file": "<stdout>" if str(out) == "-" else Path(str(out)).name, "sha256": out_fh.sha256, "bytes": out_fh.size, "rows": n_shared}
-        doc["withheld_file"] = {"file": Path(str(withheld)).name, "sha256": wh_fh.sha256, "rows": n_in - n_shared}
+        doc["output"] = {
+            "file": "<stdout>" if str(out) == "-" else Path(str(out)).name,
+            "sha256": out_fh.sha256,
+            "bytes": out_fh.size,
+            "rows": n_shared,
+        }
+        doc["withheld_file"] = {
+            "file": Path(str(withheld)).name,
+            "sha256": wh_fh.sha256,
+            "rows": n_in - n_shared,
+        }
     # the manifest describes the shared and withheld files: renamed into place after them
     with atomic_output(manifest) as fh:
         fh.write(dumps_summary(doc))
@@ -301,14 +383,36 @@ def run_filter(
     return doc
 
 
-def _manifest(filt, stream, source, out, n_in, n_shared, by_reason, by_category, recipient, sender, sender_state, user, deterministic, layers) -> dict:
+def _manifest(
+    filt,
+    stream,
+    source,
+    out,
+    n_in,
+    n_shared,
+    by_reason,
+    by_category,
+    recipient,
+    sender,
+    sender_state,
+    user,
+    deterministic,
+    layers,
+) -> dict:
     eng = filt.engine
     return {
         "tool": {"name": "geofence", "version": __version__},
-        "created_at": "1970-01-01T00:00:00Z" if deterministic else _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_at": "1970-01-01T00:00:00Z"
+        if deterministic
+        else _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "decision": filt.decision.describe(),
         "sender": {"name": sender, "state": sender_state},
-        "recipient": {"name": recipient.name, "type": recipient.type, "state": recipient.state, "declaration": recipient.declaration},
+        "recipient": {
+            "name": recipient.name,
+            "type": recipient.type,
+            "state": recipient.state,
+            "declaration": recipient.declaration,
+        },
         "purpose": recipient.purpose,
         "user": user,
         "input": {
@@ -326,7 +430,10 @@ def _manifest(filt, stream, source, out, n_in, n_shared, by_reason, by_category,
         },
         "max_age_days": filt.max_age_days,
         "as_of": filt.now.strftime("%Y-%m-%dT%H:%M:%SZ") if filt.max_age_days is not None else None,
-        "layers": [{"file": Path(s.path).name, "sha256": s.sha256, "sites": s.sites_loaded, **s.credits()} for s in filt.layer_sources],
+        "layers": [
+            {"file": Path(s.path).name, "sha256": s.sha256, "sites": s.sites_loaded, **s.credits()}
+            for s in filt.layer_sources
+        ],
         "policy": eng.policy.describe(),
         "sites_fenced": eng.n_sites,
     }
@@ -336,7 +443,10 @@ def _audit_record(doc: dict) -> dict:
     """One audit line with at least Cal. Civ. Code §1798.90.52(a)'s fields [Q]."""
     return {
         "accessed_at": doc["created_at"],  # (1) date and time
-        "query_elements": {"input_sha256": doc["input"]["sha256"], "fields": ["position", "timestamp"]},  # (2)
+        "query_elements": {
+            "input_sha256": doc["input"]["sha256"],
+            "fields": ["position", "timestamp"],
+        },  # (2)
         "username": doc["user"],  # (3) username ...
         "user_org": doc["sender"]["name"],  # ... and organisation
         "purpose": doc["purpose"],  # (4)
@@ -373,39 +483,59 @@ def verify(
     try:
         doc = json.loads(Path(manifest).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UsageError(f"{manifest}: cannot read the manifest ({exc.strerror.lower()}); pass the file geofence filter wrote with --manifest") from None
+        raise UsageError(
+            f"{manifest}: cannot read the manifest ({exc.strerror.lower()}); pass the file geofence filter wrote with --manifest"
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{manifest}: not a geofence manifest (invalid JSON: {exc}); pass the file geofence filter wrote") from None
+        raise UsageError(
+            f"{manifest}: not a geofence manifest (invalid JSON: {exc}); pass the file geofence filter wrote"
+        ) from None
     if not isinstance(doc, dict):
         raise UsageError(f"{manifest}: not a geofence manifest (expected a JSON object)")
     findings: list[str] = []
     profile, timezone = _resolve_profile(profile, timezone)
     out = doc.get("output", {})
     if doc.get("decision", {}).get("decision") != "allow":
-        findings.append(f"manifest records a refused share ({doc.get('decision', {}).get('reason')}); nothing should have been shared")
+        findings.append(
+            f"manifest records a refused share ({doc.get('decision', {}).get('reason')}); nothing should have been shared"
+        )
     sha = sha256_file(shared) if str(shared) != "-" else hashlib.sha256(b"").hexdigest()
     if out.get("sha256") != sha:
-        findings.append(f"{Path(str(shared)).name}: SHA-256 {sha[:12]}... differs from the manifest's {str(out.get('sha256'))[:12]}...: the file was changed after filtering")
+        findings.append(
+            f"{Path(str(shared)).name}: SHA-256 {sha[:12]}... differs from the manifest's {str(out.get('sha256'))[:12]}...: the file was changed after filtering"
+        )
     if layers:
         pol = policy or [p["name"] for p in doc.get("policy", {}).get("packs", [])] or None
-        engine, sources = build_engine(layers, policy=pol, tier=tier or doc.get("policy", {}).get("tier", "near"))
+        engine, sources = build_engine(
+            layers, policy=pol, tier=tier or doc.get("policy", {}).get("tier", "near")
+        )
         known = {(p["file"], p["sha256"]) for p in doc.get("layers", [])}
         for s in sources:
             if (Path(s.path).name, s.sha256) not in known:
-                findings.append(f"layer {Path(s.path).name} (sha256 {s.sha256[:12]}...) is not the one the manifest records")
+                findings.append(
+                    f"layer {Path(s.path).name} (sha256 {s.sha256[:12]}...) is not the one the manifest records"
+                )
         rows = 0
         with iter_reads(shared, columns=columns, timezone=timezone, profile=profile) as stream:
             for res in scan_batches(stream, engine):
                 rows += len(res.batch)
                 for i in np.flatnonzero(res.reason != 0)[:20].tolist():
-                    findings.append(f"row {int(res.batch.row[i])}: shared read cannot be evaluated ({REJECT_REASONS[res.reason[i]]})")
+                    findings.append(
+                        f"row {int(res.batch.row[i])}: shared read cannot be evaluated ({REJECT_REASONS[res.reason[i]]})"
+                    )
                 bad = np.flatnonzero(res.matches.flagged & (res.reason == 0))
                 near_site, near_d = res.matches.take(bad).nearest()
-                for i, s, d in zip(bad[:20].tolist(), near_site[:20].tolist(), near_d[:20].tolist(), strict=False):
-                    findings.append(f"row {int(res.batch.row[i])}: shared read lies {d:.3f} m from site {engine.fences.site_id[s]} ({engine.fences.site_category[s]})")
+                for i, s, d in zip(
+                    bad[:20].tolist(), near_site[:20].tolist(), near_d[:20].tolist(), strict=False
+                ):
+                    findings.append(
+                        f"row {int(res.batch.row[i])}: shared read lies {d:.3f} m from site {engine.fences.site_id[s]} ({engine.fences.site_category[s]})"
+                    )
     else:
         with iter_reads(shared, columns=columns, timezone=timezone, profile=profile) as stream:
             rows = sum(len(b) for b in stream)
     if rows != out.get("rows"):
-        findings.append(f"{Path(str(shared)).name}: {rows} rows, the manifest records {out.get('rows')}")
+        findings.append(
+            f"{Path(str(shared)).name}: {rows} rows, the manifest records {out.get('rows')}"
+        )
     return findings

@@ -29,8 +29,14 @@ class GridIndex:
         of 2.43M per 250k reads, 20 % less exact-test time; issue #5).
     """
 
-    def __init__(self, fences: Fences, cell_deg: float | None = None, piece_mask: np.ndarray | None = None) -> None:
-        keep = np.ones(len(fences.box_piece), bool) if piece_mask is None else piece_mask[fences.box_piece]
+    def __init__(
+        self, fences: Fences, cell_deg: float | None = None, piece_mask: np.ndarray | None = None
+    ) -> None:
+        keep = (
+            np.ones(len(fences.box_piece), bool)
+            if piece_mask is None
+            else piece_mask[fences.box_piece]
+        )
         b = fences.bounds[keep]
         box_piece = fences.box_piece[keep]
         self.n_pieces = len(fences)

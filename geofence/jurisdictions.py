@@ -32,7 +32,17 @@ agency of the sender's own state (any state); ``federal``; ``out-of-state``: a p
 agency of another state; ``private``: companies, vendors' pools, individuals."""
 
 RULE_KINDS = ("allow_only_types", "refuse_purposes", "require_declaration")
-_RULE_KEYS = {"id", "kind", "types", "purposes", "citation", "quote", "marking", "source_url", "note"}
+_RULE_KEYS = {
+    "id",
+    "kind",
+    "types",
+    "purposes",
+    "citation",
+    "quote",
+    "marking",
+    "source_url",
+    "note",
+}
 _FILE_KEYS = {"state", "title", "rule"}
 
 
@@ -48,7 +58,9 @@ class Recipient:
 
     def __post_init__(self) -> None:
         if self.type not in RECIPIENT_TYPES:
-            raise UsageError(f"unknown recipient type {self.type!r}: use one of {', '.join(RECIPIENT_TYPES)}")
+            raise UsageError(
+                f"unknown recipient type {self.type!r}: use one of {', '.join(RECIPIENT_TYPES)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -90,7 +102,12 @@ class Decision:
         """JSON-able form for manifests and audit logs."""
         d = {"decision": "allow" if self.allowed else "refuse", "reason": self.reason}
         if self.rule is not None:
-            d["rule"] = {"id": self.rule.id, "citation": self.rule.citation, "marking": self.rule.marking, "source_url": self.rule.source_url}
+            d["rule"] = {
+                "id": self.rule.id,
+                "citation": self.rule.citation,
+                "marking": self.rule.marking,
+                "source_url": self.rule.source_url,
+            }
         if self.rules_file is not None:
             d["rules_file"] = {"file": self.rules_file.path.name, "sha256": self.rules_file.sha256}
         return d
@@ -113,7 +130,9 @@ def load_rules(path: str | Path) -> RuleSet:
         raise RuleError(f"{path}: cannot read recipient rules: {exc.strerror}") from None
     extra = set(doc) - _FILE_KEYS
     if extra:
-        raise RuleError(f"{path}: unknown key {sorted(extra)[0]!r}; allowed: {', '.join(sorted(_FILE_KEYS))}")
+        raise RuleError(
+            f"{path}: unknown key {sorted(extra)[0]!r}; allowed: {', '.join(sorted(_FILE_KEYS))}"
+        )
     state = doc.get("state")
     if not isinstance(state, str) or not re.fullmatch(r"[A-Z]{2}", state):
         raise RuleError(f"{path}: 'state' must be a two-letter code such as \"CA\"")
@@ -124,29 +143,45 @@ def load_rules(path: str | Path) -> RuleSet:
             raise RuleError(f"{where}: must be a [[rule]] table")
         extra = set(r) - _RULE_KEYS
         if extra:
-            raise RuleError(f"{where}: unknown key {sorted(extra)[0]!r}; allowed: {', '.join(sorted(_RULE_KEYS))}")
+            raise RuleError(
+                f"{where}: unknown key {sorted(extra)[0]!r}; allowed: {', '.join(sorted(_RULE_KEYS))}"
+            )
         for key in ("id", "kind", "citation"):
             if not isinstance(r.get(key), str) or not r[key]:
                 raise RuleError(f"{where}: missing '{key}'")
         if r["kind"] not in RULE_KINDS:
-            raise RuleError(f"{where} ({r['id']}): unknown kind {r['kind']!r}; use one of {', '.join(RULE_KINDS)}")
+            raise RuleError(
+                f"{where} ({r['id']}): unknown kind {r['kind']!r}; use one of {', '.join(RULE_KINDS)}"
+            )
         types = tuple(r.get("types", ()))
         bad = [t for t in types if t not in RECIPIENT_TYPES]
         if bad:
-            raise RuleError(f"{where} ({r['id']}): unknown recipient type {bad[0]!r} in 'types'; use {', '.join(RECIPIENT_TYPES)}")
+            raise RuleError(
+                f"{where} ({r['id']}): unknown recipient type {bad[0]!r} in 'types'; use {', '.join(RECIPIENT_TYPES)}"
+            )
         if r["kind"] in ("allow_only_types", "require_declaration") and not types:
             raise RuleError(f"{where} ({r['id']}): kind {r['kind']!r} needs a non-empty 'types'")
         purposes = tuple(r.get("purposes", ()))
         if r["kind"] == "refuse_purposes" and not purposes:
-            raise RuleError(f"{where} ({r['id']}): kind 'refuse_purposes' needs a non-empty 'purposes'")
+            raise RuleError(
+                f"{where} ({r['id']}): kind 'refuse_purposes' needs a non-empty 'purposes'"
+            )
         rules.append(
             Rule(
-                id=r["id"], kind=r["kind"], citation=r["citation"], quote=r.get("quote", ""),
-                marking=r.get("marking", ""), source_url=r.get("source_url", ""), note=r.get("note", ""),
-                types=types, purposes=purposes,
+                id=r["id"],
+                kind=r["kind"],
+                citation=r["citation"],
+                quote=r.get("quote", ""),
+                marking=r.get("marking", ""),
+                source_url=r.get("source_url", ""),
+                note=r.get("note", ""),
+                types=types,
+                purposes=purposes,
             )
         )
-    return RuleSet(state=state, title=doc.get("title", state), path=path, sha256=sha256_file(path), rules=rules)
+    return RuleSet(
+        state=state, title=doc.get("title", state), path=path, sha256=sha256_file(path), rules=rules
+    )
 
 
 def rules_for_state(state: str, rules_dir: str | Path | None = None) -> RuleSet | None:
@@ -163,7 +198,9 @@ def _purpose_hit(purpose: str, words: tuple[str, ...]) -> str | None:
     return None
 
 
-def check_recipient(recipient: Recipient, sender_state: str | None, rules: RuleSet | None = None) -> Decision:
+def check_recipient(
+    recipient: Recipient, sender_state: str | None, rules: RuleSet | None = None
+) -> Decision:
     """Decide whether ``recipient`` may receive reads from a sender in ``sender_state``.
 
     Every rule of the sender's state is applied; the first that refuses decides.
@@ -188,14 +225,28 @@ def check_recipient(recipient: Recipient, sender_state: str | None, rules: RuleS
     if rtype == "ca-public" and recipient.state and recipient.state.upper() != "CA":
         rtype = "out-of-state"
     if rtype == "state-public":
-        rtype = "ca-public" if sender_state == "CA" and (recipient.state or "CA").upper() == "CA" else rtype
+        rtype = (
+            "ca-public"
+            if sender_state == "CA" and (recipient.state or "CA").upper() == "CA"
+            else rtype
+        )
     for rule in rules.rules:
         if rule.kind == "allow_only_types" and rtype not in rule.types:
-            return Decision(False, rule, f"{rule.citation}: recipient type {recipient.type!r} may not receive ALPR information from a {rules.title} sender", rules)
+            return Decision(
+                False,
+                rule,
+                f"{rule.citation}: recipient type {recipient.type!r} may not receive ALPR information from a {rules.title} sender",
+                rules,
+            )
         if rule.kind == "refuse_purposes":
             hit = _purpose_hit(recipient.purpose, rule.purposes)
             if hit:
                 return Decision(False, rule, f"{rule.citation}: purpose mentions {hit!r}", rules)
         if rule.kind == "require_declaration" and rtype in rule.types and not recipient.declaration:
-            return Decision(False, rule, f"{rule.citation}: a {recipient.type} recipient needs a written declaration (--declaration REF)", rules)
+            return Decision(
+                False,
+                rule,
+                f"{rule.citation}: a {recipient.type} recipient needs a written declaration (--declaration REF)",
+                rules,
+            )
     return Decision(True, None, f"allowed by the {rules.title} rules", rules)

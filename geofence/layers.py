@@ -609,7 +609,9 @@ def _read_file(spec: _Spec, limit: int) -> tuple[pd.DataFrame, np.ndarray, np.nd
                     _check_feature_count(path, n, limit)
             # datetime_as_string: event windows are read by geofence.events, which knows
             # their time zones; GDAL would read a naive "14:00" as UTC (issue #7).
-            gdf = pyogrio.read_dataframe(source, layer=spec.layer, max_features=limit + 1, datetime_as_string=True)
+            gdf = pyogrio.read_dataframe(
+                source, layer=spec.layer, max_features=limit + 1, datetime_as_string=True
+            )
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
             raise LayerError(f"{path.name}: cannot be read as {label}: {exc}") from exc
         _check_feature_count(path, len(gdf), limit)
@@ -979,7 +981,9 @@ def _load_one(
     stem = _file_stem(path)
     frame, geoms, reasons, file_crs, label = _read_file(spec, budget)
     if len(frame) == 0:
-        raise LayerError(f"{spec.path.name}: the layer has no features (0 sites); check the file, or its layer name with `layer =` in a layer definition")
+        raise LayerError(
+            f"{spec.path.name}: the layer has no features (0 sites); check the file, or its layer name with `layer =` in a layer definition"
+        )
     source = LayerSource(
         path=path, sha256=_sha256(path), format=label, crs=None, features_in=len(frame)
     )

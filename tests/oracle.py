@@ -40,7 +40,9 @@ def distance_to_boundary(lon: np.ndarray, lat: np.ndarray, geom) -> np.ndarray:
             hi = np.full(len(lon), length)
 
             def f(s, x0=x0, y0=y0, az=az):
-                ex, ey, _ = GEOD.fwd(np.full(len(lon), x0), np.full(len(lon), y0), np.full(len(lon), az), s)
+                ex, ey, _ = GEOD.fwd(
+                    np.full(len(lon), x0), np.full(len(lon), y0), np.full(len(lon), az), s
+                )
                 return GEOD.inv(lon, lat, ex, ey)[2]
 
             for _ in range(80):
@@ -50,7 +52,9 @@ def distance_to_boundary(lon: np.ndarray, lat: np.ndarray, geom) -> np.ndarray:
                 left = fa < fb
                 hi = np.where(left, b, hi)
                 lo = np.where(left, lo, a)
-            d = np.minimum.reduce([f(lo), f(hi), f(np.zeros(len(lon))), f(np.full(len(lon), length))])
+            d = np.minimum.reduce(
+                [f(lo), f(hi), f(np.zeros(len(lon))), f(np.full(len(lon), length))]
+            )
             best = np.minimum(best, d)
     return best
 
@@ -67,4 +71,6 @@ def distance(lon, lat, geom) -> np.ndarray:
 def point_distance(lon, lat, lon0, lat0) -> np.ndarray:
     """Geodesic distance (m) between points."""
     lon = np.asarray(lon, float)
-    return GEOD.inv(lon, np.asarray(lat, float), np.full(len(lon), lon0), np.full(len(lon), lat0))[2]
+    return GEOD.inv(lon, np.asarray(lat, float), np.full(len(lon), lon0), np.full(len(lon), lat0))[
+        2
+    ]

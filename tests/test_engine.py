@@ -18,7 +18,12 @@ def _sites(geoms, cats=None):
     n = len(geoms)
     cats = cats or ["school"] * n
     return gpd.GeoDataFrame(
-        {"site_id": [f"s{i}" for i in range(n)], "name": [f"S{i}" for i in range(n)], "category": cats, "source": ["t"] * n},
+        {
+            "site_id": [f"s{i}" for i in range(n)],
+            "name": [f"S{i}" for i in range(n)],
+            "category": cats,
+            "source": ["t"] * n,
+        },
         geometry=list(geoms),
         crs="EPSG:4326",
     )
@@ -35,8 +40,23 @@ def _dense(m, n_reads, n_sites):
 def _polygon(lon0, lat0, size_m=100.0, hole=True):
     dlat = size_m / 111_000
     dlon = dlat / np.cos(np.radians(lat0))
-    outer = [(lon0 - dlon, lat0 - dlat), (lon0 + dlon, lat0 - 0.5 * dlat), (lon0 + 0.8 * dlon, lat0 + dlat), (lon0 - 0.7 * dlon, lat0 + 0.9 * dlat)]
-    holes = [[(lon0 - 0.3 * dlon, lat0 - 0.3 * dlat), (lon0 + 0.3 * dlon, lat0 - 0.3 * dlat), (lon0, lat0 + 0.3 * dlat)]] if hole else []
+    outer = [
+        (lon0 - dlon, lat0 - dlat),
+        (lon0 + dlon, lat0 - 0.5 * dlat),
+        (lon0 + 0.8 * dlon, lat0 + dlat),
+        (lon0 - 0.7 * dlon, lat0 + 0.9 * dlat),
+    ]
+    holes = (
+        [
+            [
+                (lon0 - 0.3 * dlon, lat0 - 0.3 * dlat),
+                (lon0 + 0.3 * dlon, lat0 - 0.3 * dlat),
+                (lon0, lat0 + 0.3 * dlat),
+            ]
+        ]
+        if hole
+        else []
+    )
     return shapely.Polygon(outer, holes)
 
 
@@ -46,7 +66,12 @@ def test_distances_match_geodesic_oracle(lat0):
     lon0 = -122.0 if lat0 > 0 else 20.0
     poly = _polygon(lon0, lat0)
     pt = shapely.Point(lon0 + 6 * 100 / 111_000 / np.cos(np.radians(lat0)), lat0)
-    multi = shapely.MultiPolygon([_polygon(lon0, lat0 - 0.004, 40, hole=False), _polygon(lon0 + 0.002, lat0 - 0.004, 30, hole=False)])
+    multi = shapely.MultiPolygon(
+        [
+            _polygon(lon0, lat0 - 0.004, 40, hole=False),
+            _polygon(lon0 + 0.002, lat0 - 0.004, 30, hole=False),
+        ]
+    )
     sites = _sites([poly, pt, multi], ["school", "worship", "medical"])
     eng = Engine(sites, make_policy(D))
     n = 1500
@@ -58,7 +83,9 @@ def test_distances_match_geodesic_oracle(lat0):
     want = np.column_stack(
         [
             oracle.distance(lon, lat, poly),
-            np.maximum(oracle.point_distance(lon, lat, pt.x, pt.y) - 30.0, 0.0),  # worship footprint 30 m
+            np.maximum(
+                oracle.point_distance(lon, lat, pt.x, pt.y) - 30.0, 0.0
+            ),  # worship footprint 30 m
             oracle.distance(lon, lat, multi),
         ]
     )
@@ -72,7 +99,9 @@ def test_distances_match_geodesic_oracle(lat0):
 
 
 def test_hole_is_outside_and_inside_is_zero():
-    poly = _polygon(-122.27, 37.8, size_m=400)  # hole ~ 120 m across: its middle is > 0 m from the site
+    poly = _polygon(
+        -122.27, 37.8, size_m=400
+    )  # hole ~ 120 m across: its middle is > 0 m from the site
     eng = Engine(_sites([poly]), make_policy(D))
     c = shapely.centroid(poly.interiors[0])
     inside = shapely.Point(-122.27 - 0.0025, 37.8 - 0.0005)
@@ -92,7 +121,12 @@ def test_five_millimetres_either_side_of_the_fence(lat0):
     dlat = 80 / 111_000
     dlon = dlat / np.cos(np.radians(lat0))
     # a convex polygon (counter-clockwise): the outward normal of an edge is az + 90 (interior on the left)
-    ring = [(lon0 - dlon, lat0 - dlat), (lon0 + dlon, lat0 - dlat), (lon0 + dlon, lat0 + dlat), (lon0 - dlon, lat0 + dlat)]
+    ring = [
+        (lon0 - dlon, lat0 - dlat),
+        (lon0 + dlon, lat0 - dlat),
+        (lon0 + dlon, lat0 + dlat),
+        (lon0 - dlon, lat0 + dlat),
+    ]
     poly = shapely.Polygon(ring)
     eng = Engine(_sites([poly]), make_policy(D))
     lons, lats, expect = [], [], []
@@ -134,7 +168,14 @@ def test_large_site_is_cut_and_stays_exact():
     lat0, lon0 = 37.87, -122.26
     dlat = 3000 / 111_000
     dlon = dlat / np.cos(np.radians(lat0))
-    big = shapely.Polygon([(lon0 - dlon, lat0 - dlat), (lon0 + dlon, lat0 - dlat), (lon0 + dlon, lat0 + dlat), (lon0 - dlon, lat0 + 0.5 * dlat)])
+    big = shapely.Polygon(
+        [
+            (lon0 - dlon, lat0 - dlat),
+            (lon0 + dlon, lat0 - dlat),
+            (lon0 + dlon, lat0 + dlat),
+            (lon0 - dlon, lat0 + 0.5 * dlat),
+        ]
+    )
     eng = Engine(_sites([big]), make_policy(D))
     assert len(eng.fences) > 4  # it was cut
     rng = np.random.default_rng(3)
@@ -170,7 +211,9 @@ def test_repeated_positions_give_the_same_answer_as_distinct():
     """Deduplicating fixed-camera positions never changes results."""
     rng = np.random.default_rng(5)
     poly = _polygon(-122.27, 37.8)
-    eng = Engine(_sites([poly, shapely.Point(-122.268, 37.8)], ["school", "worship"]), make_policy(D))
+    eng = Engine(
+        _sites([poly, shapely.Point(-122.268, 37.8)], ["school", "worship"]), make_policy(D)
+    )
     cams_lon = -122.27 + rng.uniform(-0.004, 0.004, 30)
     cams_lat = 37.8 + rng.uniform(-0.004, 0.004, 30)
     pick = rng.integers(0, 30, 2000)

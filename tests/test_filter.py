@@ -25,8 +25,20 @@ def sites(tmp_path_factory):
     d = tmp_path_factory.mktemp("sites")
     p = d / "sites.geojson"
     sq = shapely.box(LON0 - 0.0005, LAT0 - 0.0005, LON0 + 0.0005, LAT0 + 0.0005)
-    p.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"site_id": "sch", "name": "School", "category": "school"}, "geometry": shapely.geometry.mapping(sq)}]}))
+    p.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"site_id": "sch", "name": "School", "category": "school"},
+                        "geometry": shapely.geometry.mapping(sq),
+                    }
+                ],
+            }
+        )
+    )
     return p
 
 
@@ -38,18 +50,44 @@ def _log(tmp_path, n=400, delim=",", crlf=False, seed=1):
     for i in range(n):
         lat = LAT0 + rng.uniform(-0.006, 0.006)
         lon = LON0 + rng.uniform(-0.006, 0.006)
-        note = ['plain', f'"has {delim} delim"', '"say ""hi"""', '"two\nlines"'][i % 4]
+        note = ["plain", f'"has {delim} delim"', '"say ""hi"""', '"two\nlines"'][i % 4]
         lat_s = "NA" if i % 50 == 7 else f"{lat:.6f}"
-        rows.append(delim.join([f"{i}", f"P{i % 13}", f"2025-02-0{1 + i % 9}T10:00:00Z", lat_s, f"{lon:.6f}", note]))
+        rows.append(
+            delim.join(
+                [f"{i}", f"P{i % 13}", f"2025-02-0{1 + i % 9}T10:00:00Z", lat_s, f"{lon:.6f}", note]
+            )
+        )
     p = tmp_path / "log.csv"
     p.write_bytes((term.join(rows) + term).encode())
     return p
 
 
 def _filter(log, sites, out, *extra, **kw):
-    args = ["filter", str(log), "--layers", str(sites), "--recipient", "Berkeley PD", "--recipient-type", "ca-public",
-            "--purpose", "robbery 25-1", "--user", "jdoe", "--sender", "Oakland PD", "--sender-state", "CA",
-            "-o", str(out), "--withheld", str(out) + ".withheld", "--manifest", str(out) + ".manifest.json", *extra]
+    args = [
+        "filter",
+        str(log),
+        "--layers",
+        str(sites),
+        "--recipient",
+        "Berkeley PD",
+        "--recipient-type",
+        "ca-public",
+        "--purpose",
+        "robbery 25-1",
+        "--user",
+        "jdoe",
+        "--sender",
+        "Oakland PD",
+        "--sender-state",
+        "CA",
+        "-o",
+        str(out),
+        "--withheld",
+        str(out) + ".withheld",
+        "--manifest",
+        str(out) + ".manifest.json",
+        *extra,
+    ]
     return CliRunner().invoke(cli, args, **kw)
 
 
@@ -127,21 +165,48 @@ def test_california_rules(rtype, state, purpose, allowed):
     d = check_recipient(Recipient("x", rtype, state, purpose), "CA")
     assert d.allowed is allowed
     if not allowed:
-        assert d.rule.citation.startswith(("Cal. Civ. Code §1798.90.55(b)", "Cal. Gov. Code §7284.6"))
+        assert d.rule.citation.startswith(
+            ("Cal. Civ. Code §1798.90.55(b)", "Cal. Gov. Code §7284.6")
+        )
 
 
 def test_illinois_needs_a_declaration_and_refuses_health_purposes():
     assert not check_recipient(Recipient("x", "out-of-state", "WI", "burglary"), "IL").allowed
-    assert check_recipient(Recipient("x", "out-of-state", "WI", "burglary", declaration="DECL-7"), "IL").allowed
-    assert not check_recipient(Recipient("x", "state-public", "IL", "abortion investigation"), "IL").allowed
+    assert check_recipient(
+        Recipient("x", "out-of-state", "WI", "burglary", declaration="DECL-7"), "IL"
+    ).allowed
+    assert not check_recipient(
+        Recipient("x", "state-public", "IL", "abortion investigation"), "IL"
+    ).allowed
 
 
 def test_refused_share_writes_header_only_manifest_and_exit_4(tmp_path, sites):
     log = _log(tmp_path)
     out = tmp_path / "shared.csv"
-    args = ["filter", str(log), "--layers", str(sites), "--recipient", "ICE ERO", "--recipient-type", "federal",
-            "--purpose", "x", "--user", "jdoe", "--sender-state", "CA", "-o", str(out), "--withheld", str(tmp_path / "w.csv"),
-            "--manifest", str(tmp_path / "m.json"), "--audit-log", str(tmp_path / "audit.jsonl")]
+    args = [
+        "filter",
+        str(log),
+        "--layers",
+        str(sites),
+        "--recipient",
+        "ICE ERO",
+        "--recipient-type",
+        "federal",
+        "--purpose",
+        "x",
+        "--user",
+        "jdoe",
+        "--sender-state",
+        "CA",
+        "-o",
+        str(out),
+        "--withheld",
+        str(tmp_path / "w.csv"),
+        "--manifest",
+        str(tmp_path / "m.json"),
+        "--audit-log",
+        str(tmp_path / "audit.jsonl"),
+    ]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 4
     assert "1798.90.55(b)" in res.stderr and len(res.stderr.strip().splitlines()) == 1
@@ -157,8 +222,28 @@ def test_pipe_mode(tmp_path, sites):
     log = _log(tmp_path)
     res = CliRunner().invoke(
         cli,
-        ["filter", "-", "--layers", str(sites), "--recipient", "B", "--recipient-type", "ca-public", "--purpose", "p",
-         "--user", "u", "--sender-state", "CA", "-o", "-", "--withheld", str(tmp_path / "w.csv"), "--manifest", str(tmp_path / "m.json")],
+        [
+            "filter",
+            "-",
+            "--layers",
+            str(sites),
+            "--recipient",
+            "B",
+            "--recipient-type",
+            "ca-public",
+            "--purpose",
+            "p",
+            "--user",
+            "u",
+            "--sender-state",
+            "CA",
+            "-o",
+            "-",
+            "--withheld",
+            str(tmp_path / "w.csv"),
+            "--manifest",
+            str(tmp_path / "m.json"),
+        ],
         input=log.read_bytes(),
     )
     assert res.exit_code == 0, res.output
@@ -184,26 +269,40 @@ def test_max_age_withholds_old_and_untimed(tmp_path, sites):
 def test_python_hook_partitions_input(sites, batch, seed):
     rng = np.random.default_rng(seed)
     n = 150
-    df = pd.DataFrame({"lat": LAT0 + rng.uniform(-0.004, 0.004, n), "lon": LON0 + rng.uniform(-0.004, 0.004, n), "plate": [f"P{i}" for i in range(n)]})
+    df = pd.DataFrame(
+        {
+            "lat": LAT0 + rng.uniform(-0.004, 0.004, n),
+            "lon": LON0 + rng.uniform(-0.004, 0.004, n),
+            "plate": [f"P{i}" for i in range(n)],
+        }
+    )
     df.loc[rng.integers(0, n, 5), "lat"] = np.nan
     f = SharingFilter([str(sites)])
     shared, withheld = f.filter(df)
     assert len(shared) + len(withheld) == n
-    assert set(shared.index).isdisjoint(withheld.index) and set(shared.index) | set(withheld.index) == set(df.index)
-    assert withheld["lat"].isna().sum() == df["lat"].isna().sum()  # fail-closed: unevaluable withheld
+    assert set(shared.index).isdisjoint(withheld.index) and set(shared.index) | set(
+        withheld.index
+    ) == set(df.index)
+    assert (
+        withheld["lat"].isna().sum() == df["lat"].isna().sum()
+    )  # fail-closed: unevaluable withheld
     # batches of any size give the same split
     parts = [f.filter(df.iloc[i : i + batch]) for i in range(0, n, batch)]
     assert pd.concat([p[0] for p in parts]).index.tolist() == shared.index.tolist()
 
 
 def test_refused_recipient_raises_in_the_hook(sites):
-    f = SharingFilter([str(sites)], recipient=Recipient("ICE", "federal", None, "x"), sender_state="CA")
+    f = SharingFilter(
+        [str(sites)], recipient=Recipient("ICE", "federal", None, "x"), sender_state="CA"
+    )
     with pytest.raises(SharingRefused, match=r"1798\.90\.55"):
         f.filter(pd.DataFrame({"lat": [1.0], "lon": [1.0]}))
 
 
 def test_rule_file_with_unknown_type_is_an_error(tmp_path):
     p = tmp_path / "xx.toml"
-    p.write_text('state = "XX"\n[[rule]]\nid = "r"\nkind = "allow_only_types"\ntypes = ["county"]\ncitation = "c"\n')
+    p.write_text(
+        'state = "XX"\n[[rule]]\nid = "r"\nkind = "allow_only_types"\ntypes = ["county"]\ncitation = "c"\n'
+    )
     with pytest.raises(RuleError, match="unknown recipient type 'county'"):
         load_rules(p)

@@ -35,9 +35,21 @@ def world(tmp_path_factory):
     clinic = _square(LON0 + 0.006, LAT0, 20)
     church = shapely.Point(LON0, LAT0 + 0.005)
     feats = [
-        {"type": "Feature", "properties": {"site_id": "sch", "name": "School", "category": "school"}, "geometry": shapely.geometry.mapping(school)},
-        {"type": "Feature", "properties": {"site_id": "cli", "name": "Clinic, East", "category": "medical"}, "geometry": shapely.geometry.mapping(clinic)},
-        {"type": "Feature", "properties": {"site_id": "chu", "name": "Church", "category": "worship"}, "geometry": shapely.geometry.mapping(church)},
+        {
+            "type": "Feature",
+            "properties": {"site_id": "sch", "name": "School", "category": "school"},
+            "geometry": shapely.geometry.mapping(school),
+        },
+        {
+            "type": "Feature",
+            "properties": {"site_id": "cli", "name": "Clinic, East", "category": "medical"},
+            "geometry": shapely.geometry.mapping(clinic),
+        },
+        {
+            "type": "Feature",
+            "properties": {"site_id": "chu", "name": "Church", "category": "worship"},
+            "geometry": shapely.geometry.mapping(church),
+        },
     ]
     sites = d / "sites.geojson"
     sites.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
@@ -50,27 +62,54 @@ def world(tmp_path_factory):
     lat[: n // 2] = lat[cams[: n // 2]]
     lines = ["read_id,plate,timestamp,lat,lon,camera_id,agency"]
     for i in range(n):
-        lines.append(f"r{i},PL{i % 97:04d},2025-03-01T12:{i % 60:02d}:00Z,{lat[i]:.7f},{lon[i]:.7f},CAM{cams[i]},OPD")
+        lines.append(
+            f"r{i},PL{i % 97:04d},2025-03-01T12:{i % 60:02d}:00Z,{lat[i]:.7f},{lon[i]:.7f},CAM{cams[i]},OPD"
+        )
     lines[5] = "r4,SECRET1,2025-03-01T12:00:00Z,NA,NA,CAM1,OPD"
     lines[9] = "r8,SECRET2,not a time,37.8,-122.27,CAM1,OPD"
     lines[13] = 'r12,SECRET3,2025-03-01T12:00:00Z,0,0,CAM1,"OPD, east"'
     reads = d / "reads.csv"
     reads.write_text("\n".join(lines) + "\n")
-    lat_ok = np.array([float(x.split(",")[3]) if x.split(",")[3] not in ("NA", "0") else np.nan for x in lines[1:]])
-    lon_ok = np.array([float(x.split(",")[4]) if x.split(",")[4] not in ("NA", "0") else np.nan for x in lines[1:]])
+    lat_ok = np.array(
+        [
+            float(x.split(",")[3]) if x.split(",")[3] not in ("NA", "0") else np.nan
+            for x in lines[1:]
+        ]
+    )
+    lon_ok = np.array(
+        [
+            float(x.split(",")[4]) if x.split(",")[4] not in ("NA", "0") else np.nan
+            for x in lines[1:]
+        ]
+    )
     # independent expectation from the geodesic oracle (footprints: worship 30 m)
     d_sch = oracle.distance(np.nan_to_num(lon_ok), np.nan_to_num(lat_ok), school)
     d_cli = oracle.distance(np.nan_to_num(lon_ok), np.nan_to_num(lat_ok), clinic)
-    d_chu = np.maximum(oracle.point_distance(np.nan_to_num(lon_ok), np.nan_to_num(lat_ok), church.x, church.y) - 30, 0)
+    d_chu = np.maximum(
+        oracle.point_distance(np.nan_to_num(lon_ok), np.nan_to_num(lat_ok), church.x, church.y)
+        - 30,
+        0,
+    )
     valid = np.isfinite(lat_ok)
     valid[8] = False  # bad time
     expect = valid & ((d_sch <= 150) | (d_cli <= 150) | (d_chu <= 150))
-    return {"dir": d, "sites": sites, "reads": reads, "expect_rows": set((np.flatnonzero(expect) + 1).tolist()), "n": n}
+    return {
+        "dir": d,
+        "sites": sites,
+        "reads": reads,
+        "expect_rows": set((np.flatnonzero(expect) + 1).tolist()),
+        "n": n,
+    }
 
 
 def _scan(world, *args, **kw):
     runner = CliRunner()
-    return runner.invoke(cli, ["scan", str(world["reads"]), "--layers", str(world["sites"]), *args], catch_exceptions=False, **kw)
+    return runner.invoke(
+        cli,
+        ["scan", str(world["reads"]), "--layers", str(world["sites"]), *args],
+        catch_exceptions=False,
+        **kw,
+    )
 
 
 def test_scan_flags_what_the_oracle_flags_and_counts_add_up(world, tmp_path):
@@ -81,14 +120,18 @@ def test_scan_flags_what_the_oracle_flags_and_counts_add_up(world, tmp_path):
     rows = {f["properties"]["row"] for f in fc["features"]}
     assert rows == world["expect_rows"]
     s = json.loads(summ.read_text())
-    assert s["reads_in"] == world["n"] == s["reads_clean"] + s["reads_flagged"] + s["reads_rejected"]
+    assert (
+        s["reads_in"] == world["n"] == s["reads_clean"] + s["reads_flagged"] + s["reads_rejected"]
+    )
     assert s["reads_flagged"] == len(world["expect_rows"])
     assert s["rejected_by_reason"] == {"bad_timestamp": 1, "missing_position": 1, "null_island": 1}
     f = fc["features"][0]
     assert f["geometry"]["type"] == "Point" and len(f["geometry"]["coordinates"]) == 2
     props = f["properties"]
     assert props["matches"][0]["site_id"] == props["site_id"]
-    assert [m["distance_m"] for m in props["matches"]] == sorted(m["distance_m"] for m in props["matches"])
+    assert [m["distance_m"] for m in props["matches"]] == sorted(
+        m["distance_m"] for m in props["matches"]
+    )
     assert props["packs"] and props["clauses"]
 
 
@@ -117,7 +160,9 @@ def test_batch_size_never_changes_results(world, batch, tmp_path_factory):
     d = tmp_path_factory.mktemp("b")
     a, b = d / "a.csv", d / "b.csv"
     assert _scan(world, "--out", str(a), "--format", "csv").exit_code == 0
-    assert _scan(world, "--out", str(b), "--format", "csv", "--batch-size", str(batch)).exit_code == 0
+    assert (
+        _scan(world, "--out", str(b), "--format", "csv", "--batch-size", str(batch)).exit_code == 0
+    )
     assert a.read_bytes() == b.read_bytes()
 
 
@@ -176,8 +221,14 @@ def test_gzip_and_stdin_give_the_same_report(world, tmp_path):
     gz.write_bytes(gzip.compress(world["reads"].read_bytes()))
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     runner = CliRunner()
-    r1 = runner.invoke(cli, ["scan", str(gz), "--layers", str(world["sites"]), "-o", str(a), "--format", "csv"])
-    r2 = runner.invoke(cli, ["scan", "-", "--layers", str(world["sites"]), "-o", str(b), "--format", "csv"], input=world["reads"].read_bytes())
+    r1 = runner.invoke(
+        cli, ["scan", str(gz), "--layers", str(world["sites"]), "-o", str(a), "--format", "csv"]
+    )
+    r2 = runner.invoke(
+        cli,
+        ["scan", "-", "--layers", str(world["sites"]), "-o", str(b), "--format", "csv"],
+        input=world["reads"].read_bytes(),
+    )
     assert r1.exit_code == r2.exit_code == 0, r2.output
     assert a.read_bytes() == b.read_bytes()
 
@@ -190,13 +241,24 @@ def test_python_api_returns_geodataframe(world):
     assert gdf.crs.to_epsg() == 4326
 
 
-@pytest.mark.skipif(not (SEATTLE / "spd_alpr_2021-10-01_04.csv.gz").exists(), reason="sample data missing")
+@pytest.mark.skipif(
+    not (SEATTLE / "spd_alpr_2021-10-01_04.csv.gz").exists(), reason="sample data missing"
+)
 def test_seattle_sample_counts(tmp_path):
     """35,486 reads of which 8,768 have no position (numbers from the data's SOURCE.md)."""
     s = tmp_path / "s.json"
     res = CliRunner().invoke(
         cli,
-        ["scan", str(SEATTLE / "spd_alpr_2021-10-01_04.csv.gz"), "--layers", str(SEATTLE / "schools.toml"), "--timezone", "America/Los_Angeles", "--summary", str(s)],
+        [
+            "scan",
+            str(SEATTLE / "spd_alpr_2021-10-01_04.csv.gz"),
+            "--layers",
+            str(SEATTLE / "schools.toml"),
+            "--timezone",
+            "America/Los_Angeles",
+            "--summary",
+            str(s),
+        ],
     )
     assert res.exit_code == 0, res.output
     doc = json.loads(s.read_text())

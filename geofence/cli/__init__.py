@@ -37,7 +37,10 @@ class GeofenceGroup(click.Group):
 
 
 def _verbose_in_argv() -> bool:
-    return any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in sys.argv[1:])
+    return any(
+        a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"})
+        for a in sys.argv[1:]
+    )
 
 
 def _silence_stdout() -> None:
@@ -52,8 +55,14 @@ def _silence_stdout() -> None:
 
 def setup_logging(verbose: int, quiet: bool) -> None:
     """Log to stderr: WARNING by default, INFO with -v, DEBUG with -vv; plates only at DEBUG."""
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="geofence: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
+    )
+    logging.basicConfig(
+        level=level, format="geofence: %(levelname)s: %(message)s", stream=sys.stderr, force=True
+    )
 
 
 @click.group(cls=GeofenceGroup)

@@ -119,7 +119,17 @@ def reading_options(f):
 
 def policy_options(f):
     """Options every command that applies fences takes."""
-    for opt in reversed((layers_opt, crs_opt, policy_opt, tier_opt, distance_opt, max_vertices_opt, max_features_opt)):
+    for opt in reversed(
+        (
+            layers_opt,
+            crs_opt,
+            policy_opt,
+            tier_opt,
+            distance_opt,
+            max_vertices_opt,
+            max_features_opt,
+        )
+    ):
         f = opt(f)
     return f
 
@@ -130,12 +140,27 @@ def recipient_options(f):
 
     opts = (
         click.option("--recipient", required=True, help="Receiving agency or organisation."),
-        click.option("--recipient-type", required=True, type=click.Choice(RECIPIENT_TYPES), help="Kind of recipient."),
+        click.option(
+            "--recipient-type",
+            required=True,
+            type=click.Choice(RECIPIENT_TYPES),
+            help="Kind of recipient.",
+        ),
         click.option("--recipient-state", default=None, help="Two-letter state of the recipient."),
-        click.option("--purpose", required=True, help="Purpose of the share (checked against purpose rules)."),
+        click.option(
+            "--purpose", required=True, help="Purpose of the share (checked against purpose rules)."
+        ),
         click.option("--sender", default=None, help="Sending agency (audit log: organisation)."),
-        click.option("--sender-state", default=None, help="Two-letter state of the sender; selects layers/jurisdictions/XX.toml."),
-        click.option("--declaration", default=None, help="Reference of a recipient's written declaration (Illinois)."),
+        click.option(
+            "--sender-state",
+            default=None,
+            help="Two-letter state of the sender; selects layers/jurisdictions/XX.toml.",
+        ),
+        click.option(
+            "--declaration",
+            default=None,
+            help="Reference of a recipient's written declaration (Illinois).",
+        ),
     )
     for opt in reversed(opts):
         f = opt(f)
@@ -149,5 +174,7 @@ def parse_distances(overrides: dict) -> dict[str, float]:
         try:
             out[k] = float(v)
         except ValueError:
-            raise UsageError(f"--distance {k}={v}: the distance must be a number of metres, e.g. --distance {k}=250") from None
+            raise UsageError(
+                f"--distance {k}={v}: the distance must be a number of metres, e.g. --distance {k}=250"
+            ) from None
     return out
