@@ -82,7 +82,8 @@ class PlannedInput:
     index : int
         Position in the plan (0-based).
     url : str
-        Local path, ``-`` (standard input) or an fsspec URL, as the readers open it.
+        Local path, ``-`` (standard input) or an fsspec URL, as given (the report's
+        ``source``).
     name : str
         File name for summaries and messages.
     kind : str
@@ -96,6 +97,12 @@ class PlannedInput:
     name: str
     kind: str
     row_group_rows: tuple[int, ...] = ()
+
+    @property
+    def location(self) -> str:
+        """Where a reader opens it: a local path made absolute (a worker's working
+        directory is not the client's), else ``url``."""
+        return self.url if self.url == "-" or is_url(self.url) else os.path.abspath(self.url)
 
     @property
     def rows(self) -> int | None:
@@ -211,7 +218,13 @@ def plan_scan(
 
 
 def _expand(src, opts: Mapping[str, object]) -> list[str]:
-    s = os.fspath(src)
+    try:
+        s = os.fspath(src)
+    except TypeError:
+        raise UsageError(
+            f"a scan reads paths, globs, URLs or '-', not {type(src).__name__}; "
+            "scan in-memory tables with geofence.scan()"
+        ) from None
     if s == "-":
         return ["-"]
     if is_url(s):
@@ -234,11 +247,15 @@ def _fs_paths(url: str, opts: Mapping[str, object]):
     try:
         import fsspec
     except ImportError:  # pragma: no cover - the dask extra brings it
-        raise UsageError(f"{url}: reading URLs needs fsspec; install it with: pip install 'geofence[dask]'") from None
+        raise UsageError(
+            f"{url}: reading URLs needs fsspec; install it with: pip install 'geofence[dask]'"
+        ) from None
     try:
         return fsspec.core.url_to_fs(url, **dict(opts))
     except (ImportError, ValueError) as exc:
-        raise UsageError(f"{url}: cannot open this kind of URL ({exc}); install its fsspec backend (s3fs, gcsfs ...)") from None
+        raise UsageError(
+            f"{url}: cannot open this kind of URL ({exc}); install its fsspec backend (s3fs, gcsfs ...)"
+        ) from None
 
 
 def _describe(index: int, url: str, opts: Mapping[str, object]) -> PlannedInput:
@@ -256,11 +273,15 @@ def _describe(index: int, url: str, opts: Mapping[str, object]) -> PlannedInput:
             meta = pq.ParquetFile(fh).metadata
             rows = tuple(meta.row_group(g).num_rows for g in range(meta.num_row_groups))
     except TransientIOError as exc:
-        raise UsageError(f"{url}: cannot be read ({exc}); check the URL, network and --storage-option") from None
+        raise UsageError(
+            f"{url}: cannot be read ({exc}); check the URL, network and --storage-option"
+        ) from None
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         if isinstance(exc, UsageError):
             raise
-        raise ReadFormatError(f"{name}: not a readable Parquet file ({exc}); re-copy or re-export it") from None
+        raise ReadFormatError(
+            f"{name}: not a readable Parquet file ({exc}); re-copy or re-export it"
+        ) from None
     return PlannedInput(index, url, name, "parquet", rows)
 
 
@@ -405,12 +426,14 @@ class _ParquetPartition:
         self.sha256: str | None = None
         self._storage_options = dict(storage_options or {})
         self._stack = contextlib.ExitStack()
-        fh = self._stack.enter_context(open_input(part.input.url, storage_options))
+        fh = self._stack.enter_context(open_input(part.input.location, storage_options))
         try:
             pf = pq.ParquetFile(fh)
         except (OSError, ValueError) as exc:
             self._stack.close()
-            raise ReadFormatError(f"{self.name}: not a readable Parquet file ({exc}); re-copy or re-export it") from None
+            raise ReadFormatError(
+                f"{self.name}: not a readable Parquet file ({exc}); re-copy or re-export it"
+            ) from None
         meta = pf.metadata
         now = tuple(meta.row_group(g).num_rows for g in range(meta.num_row_groups))
         if now != part.input.row_group_rows:
@@ -429,7 +452,11 @@ class _ParquetPartition:
         self._pf = pf
         from geofence.scan import SCAN_BATCH
 
-        self._opts = {"columns": columns, "timezone": timezone, "batch_size": batch_size or SCAN_BATCH}
+        self._opts = {
+            "columns": columns,
+            "timezone": timezone,
+            "batch_size": batch_size or SCAN_BATCH,
+        }
 
     def __enter__(self) -> _ParquetPartition:
         return self
@@ -449,7 +476,7 @@ class _ParquetPartition:
                 self.rows += len(b)
                 yield replace(b, row=b.row + shift)
         if self.part.hashes_input:
-            self.sha256 = sha256_input(self.part.input.url, self._storage_options)
+            self.sha256 = sha256_input(self.part.input.location, self._storage_options)
 
     def row_bytes(self, batch, rows) -> list[bytes]:
         """Rows ``rows`` of ``batch`` as CSV lines of the file's values, for the rejects file.
@@ -464,7 +491,11 @@ class _ParquetPartition:
         k = len(NORMALISED_COLUMNS)
         cols = batch.columns.columns[k : k + len(self.fields)]
         idx = pa.array(rows)
-        values = list(zip(*(c.take(idx).to_pylist() for c in cols), strict=True)) if cols else [()] * len(rows)
+        values = (
+            list(zip(*(c.take(idx).to_pylist() for c in cols), strict=True))
+            if cols
+            else [()] * len(rows)
+        )
         out = []
         for v in values:
             buf = io.StringIO()
@@ -498,6 +529,7 @@ def open_partition(
     keep_raw: bool = False,
     limits: Mapping[str, int] | None = None,
     profile=None,
+    require_position: bool = True,
 ):
     """Open one partition; a context manager yielding an iterable of ReadBatch.
 
@@ -505,18 +537,32 @@ def open_partition(
     scan (a local path is handed over as the path itself); Parquet partitions through
     :func:`geofence.reads.batches_from_table`, with row numbers shifted to the file's.
     The result has the reader's attributes (``sha256``, ``rows``, ``mapping``, ``notes``,
-    ``header``, ``delimiter`` ...) once iterated.
+    ``header``, ``delimiter`` ...) once iterated. ``require_position`` False lets a text
+    log without coordinate columns through, for a camera table to place (issue #10).
     """
     from geofence.scan import iter_reads
 
     inp = part.input
     if inp.kind == "parquet":
         if profile is not None:
-            raise UsageError(f"{inp.name} is a Parquet file: format profiles describe text exports; name its columns with --columns instead")
-        return _ParquetPartition(part, storage_options, columns=columns, timezone=timezone, batch_size=batch_size)
-    kw = {"columns": columns, "timezone": timezone, "batch_size": batch_size, "keep_raw": keep_raw, "limits": limits, "profile": profile}
+            raise UsageError(
+                f"{inp.name} is a Parquet file: format profiles describe text exports; name its columns with --columns instead"
+            )
+        return _ParquetPartition(
+            part, storage_options, columns=columns, timezone=timezone, batch_size=batch_size
+        )
+    kw = {
+        "columns": columns,
+        "timezone": timezone,
+        "batch_size": batch_size,
+        "keep_raw": keep_raw,
+        "limits": limits,
+        "profile": profile,
+    }
+    if not require_position:
+        kw["require_position"] = False
     if not is_url(inp.url):
-        return iter_reads(inp.url, **kw)
+        return iter_reads(inp.location, **kw)
     return _RemoteText(inp.url, storage_options, kw)
 
 

@@ -47,7 +47,10 @@ class PlatePseudonymizer:
         enc = pc.dictionary_encode(plates)
         dic = enc.dictionary.to_pylist()
         hashed = pa.array(
-            [None if p is None else hmac.new(self._key, p.encode(), hashlib.sha256).hexdigest() for p in dic],
+            [
+                None if p is None else hmac.new(self._key, p.encode(), hashlib.sha256).hexdigest()
+                for p in dic
+            ],
             type=pa.string(),
         )
         return pc.take(hashed, enc.indices)
@@ -92,9 +95,12 @@ class Writer:
 
     SEP = b""  # written between the records of two non-empty fragments
 
-    def __init__(self, fh, *, fragment: bool = False) -> None:
+    def __init__(self, fh, *, fragment: bool = False, attribution: str | None = None) -> None:
         self.fh = fh
         self.fragment = fragment
+        # credits the sites' licences ask of every report (ODbL 4.3 for OpenStreetMap
+        # sites, issue #8); formats with a document header carry them
+        self.attribution = attribution
         self.header: bytes | None = None
         self._first = True  # nothing written yet
 
@@ -133,7 +139,8 @@ def _features(t: ScanTables):
         props["packs"] = props["packs"].split(";") if props.get("packs") else []
         props["clauses"] = props["clauses"].split(";") if props.get("clauses") else []
         props["matches"] = [
-            {"site_id": ids[j], "category": cats[j], "distance_m": dists[j]} for j in range(ptr[i], ptr[i + 1])
+            {"site_id": ids[j], "category": cats[j], "distance_m": dists[j]}
+            for j in range(ptr[i], ptr[i + 1])
         ]
         yield {
             "type": "Feature",
@@ -150,7 +157,16 @@ class GeoJSONWriter(Writer):
     FOOT = b"\n]}\n"
 
     def start(self) -> None:
-        self.fh.write(self.HEAD)
+        if self.attribution:
+            # a foreign member (RFC 7946 section 6.1) ahead of the features
+            credit = json.dumps(self.attribution, ensure_ascii=False)
+            self.fh.write(
+                self.HEAD.replace(
+                    b'"features"', b'"attribution": ' + credit.encode() + b', "features"'
+                )
+            )
+        else:
+            self.fh.write(self.HEAD)
         self._first = True
 
     def write(self, t: ScanTables) -> None:
@@ -159,7 +175,9 @@ class GeoJSONWriter(Writer):
             if not self._first:
                 buf.write(",\n")
             self._first = False
-            buf.write(json.dumps(feat, ensure_ascii=False, separators=(",", ":"), default=_json_default))
+            buf.write(
+                json.dumps(feat, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+            )
         self.fh.write(buf.getvalue().encode())
 
     def finish(self) -> None:
@@ -173,7 +191,9 @@ class GeoJSONSeqWriter(Writer):
         buf = io.StringIO()
         for feat in _features(t):
             buf.write("\x1e")
-            buf.write(json.dumps(feat, ensure_ascii=False, separators=(",", ":"), default=_json_default))
+            buf.write(
+                json.dumps(feat, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+            )
             buf.write("\n")
         self.fh.write(buf.getvalue().encode())
 
@@ -189,8 +209,8 @@ class CSVWriter(Writer):
 
     DROP = ("site_name", "tier", "packs", "clauses")
 
-    def __init__(self, fh, *, fragment: bool = False) -> None:
-        super().__init__(fh, fragment=fragment)
+    def __init__(self, fh, *, fragment: bool = False, attribution: str | None = None) -> None:
+        super().__init__(fh, fragment=fragment, attribution=attribution)
         self._header = True
 
     def write(self, t: ScanTables) -> None:
@@ -219,7 +239,9 @@ class CSVWriter(Writer):
             pacsv.write_csv(
                 table,
                 buf,
-                write_options=pacsv.WriteOptions(include_header=self._header, quoting_style="needed"),
+                write_options=pacsv.WriteOptions(
+                    include_header=self._header, quoting_style="needed"
+                ),
             )
         data = buf.getvalue()
         if self._header and self.fragment:
@@ -256,7 +278,9 @@ class Summary:
     flagged_by_agency: Counter = field(default_factory=Counter)
     flagged_by_camera: Counter = field(default_factory=Counter)
 
-    def add(self, reason: np.ndarray, flagged: np.ndarray, category, site_id, agency, camera) -> None:
+    def add(
+        self, reason: np.ndarray, flagged: np.ndarray, category, site_id, agency, camera
+    ) -> None:
         """Count one batch: ``reason`` codes of all reads, and per flagged read its labels."""
         n = len(reason)
         rej = reason != 0
@@ -280,7 +304,9 @@ class Summary:
             if not isinstance(values, (pa.Array, pa.ChunkedArray)):
                 values = pa.array(values, type=pa.string())
             vc = pc.value_counts(pc.fill_null(values.cast(pa.string()), "(none)"))
-            for v, k in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
+            for v, k in zip(
+                vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+            ):
                 counter[v] += k
 
     def merge(self, other: Summary) -> None:
@@ -293,7 +319,13 @@ class Summary:
         self.reads_clean += other.reads_clean
         self.reads_flagged += other.reads_flagged
         self.reads_rejected += other.reads_rejected
-        for name in ("rejected_by_reason", "flagged_by_category", "flagged_by_site", "flagged_by_agency", "flagged_by_camera"):
+        for name in (
+            "rejected_by_reason",
+            "flagged_by_category",
+            "flagged_by_site",
+            "flagged_by_agency",
+            "flagged_by_camera",
+        ):
             getattr(self, name).update(getattr(other, name))
 
     def check(self) -> None:

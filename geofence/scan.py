@@ -118,7 +118,10 @@ class Labeller:
         rules = [pol.categories[c] for c in cats]
         self.cat_buffer = np.array([r.buffer_m for r in rules])
         self.cat_packs = pa.array([";".join(r.packs) for r in rules], type=pa.string())
-        self.cat_clauses = pa.array([";".join(f"{c.pack}:{c.clause_id}" for c in r.clauses) for r in rules], type=pa.string())
+        self.cat_clauses = pa.array(
+            [";".join(f"{c.pack}:{c.clause_id}" for c in r.clauses) for r in rules],
+            type=pa.string(),
+        )
         self.site_cat = f.site_cat_code
         self.tier = pol.tier
 
@@ -135,9 +138,15 @@ class Labeller:
         if source is not None:
             out["source"] = pa.array([source] * len(flagged), type=pa.string())
         for name in READ_FIELDS:
-            col = cols.column(name).take(fl) if name in cols.column_names else pa.nulls(len(flagged), pa.string())
+            col = (
+                cols.column(name).take(fl)
+                if name in cols.column_names
+                else pa.nulls(len(flagged), pa.string())
+            )
             if name == "plate" and self.pseudonymizer is not None:
-                col = self.pseudonymizer(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+                col = self.pseudonymizer(
+                    col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+                )
             out[name] = col
         if "position_source" in cols.column_names:  # scan --cameras (issue #10)
             out["position_source"] = cols.column("position_source").take(fl)
@@ -149,7 +158,9 @@ class Labeller:
         out["category"] = pa.DictionaryArray.from_arrays(near, self.site_category)
         out["distance_m"] = pa.array(np.round(near_dist, DISTANCE_DECIMALS))
         out["buffer_m"] = pa.array(self.cat_buffer[cat])
-        out["tier"] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(flagged), np.int32)), pa.array([self.tier]))
+        out["tier"] = pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(len(flagged), np.int32)), pa.array([self.tier])
+        )
         out["packs"] = pa.DictionaryArray.from_arrays(cat_idx, self.cat_packs)
         out["clauses"] = pa.DictionaryArray.from_arrays(cat_idx, self.cat_clauses)
         out["n_matches"] = pa.array(fm.count)
@@ -164,7 +175,6 @@ class Labeller:
             match_category=self.site_category.take(pa.array(fm.site)),
             match_distance_m=np.round(fm.distance_m, DISTANCE_DECIMALS),
         )
-
 
     WINDOW_FIELDS = (
         "window",
@@ -214,7 +224,9 @@ def build_engine(
     engine : Engine
     layer_sources : list of geofence.model.LayerSource
     """
-    sites, sources, policy = load_sites(layers, sites=sites, policy=policy, tier=tier, distances=distances, crs=crs, limits=limits)
+    sites, sources, policy = load_sites(
+        layers, sites=sites, policy=policy, tier=tier, distances=distances, crs=crs, limits=limits
+    )
     engine = Engine(sites, policy)
     del sites
     _release_memory()
@@ -248,8 +260,14 @@ def load_sites(
     sources = []
     if sites is None:
         if not layers:
-            raise UsageError("no site layers given: pass --layers PATH (e.g. sample_data/seattle/schools.toml)")
-        lim = {k: v for k, v in (limits or {}).items() if k in ("max_vertices_per_site", "max_features")}
+            raise UsageError(
+                "no site layers given: pass --layers PATH (e.g. sample_data/seattle/schools.toml)"
+            )
+        lim = {
+            k: v
+            for k, v in (limits or {}).items()
+            if k in ("max_vertices_per_site", "max_features")
+        }
         layer = load_layers(list(layers), crs=crs, **lim)
         sites, sources = layer.sites, layer.sources
     return sites, sources, policy
@@ -272,7 +290,17 @@ def _release_memory() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def iter_reads(reads, *, columns=None, timezone=None, batch_size=None, keep_raw=False, limits=None, profile=None):
+def iter_reads(
+    reads,
+    *,
+    columns=None,
+    timezone=None,
+    batch_size=None,
+    keep_raw=False,
+    limits=None,
+    profile=None,
+    require_position=True,
+):
     """Open ``reads`` (path, ``-``, file object, DataFrame, Arrow table or batches).
 
     Returns a context manager yielding an iterable of ReadBatch (a ReadStream for files).
@@ -285,14 +313,24 @@ def iter_reads(reads, *, columns=None, timezone=None, batch_size=None, keep_raw=
     if isinstance(reads, (str, os.PathLike)) or hasattr(reads, "read"):
         if limits and "max_line_bytes" in limits:
             kw["max_line_bytes"] = limits["max_line_bytes"]
+        if not require_position:  # a camera table places the reads (issue #10)
+            kw["require_position"] = False
         if profile is not None:
             from geofence.profiles import open_profile_reads
 
-            return open_profile_reads(reads, profile, columns=columns, timezone=timezone, keep_raw=keep_raw, **kw)
-        return _reads.open_reads(reads, columns=columns, timezone=timezone or "UTC", keep_raw=keep_raw, **kw)
+            return open_profile_reads(
+                reads, profile, columns=columns, timezone=timezone, keep_raw=keep_raw, **kw
+            )
+        return _reads.open_reads(
+            reads, columns=columns, timezone=timezone or "UTC", keep_raw=keep_raw, **kw
+        )
     if profile is not None:
-        raise UsageError("a profile describes a file format; in-memory tables take columns= instead")
-    return contextlib.nullcontext(_reads.batches_from_table(reads, columns=columns, timezone=timezone or "UTC", **kw))
+        raise UsageError(
+            "a profile describes a file format; in-memory tables take columns= instead"
+        )
+    return contextlib.nullcontext(
+        _reads.batches_from_table(reads, columns=columns, timezone=timezone or "UTC", **kw)
+    )
 
 
 def _with_cameras(batches, positions, counts: dict | None = None):
@@ -313,7 +351,9 @@ def _with_cameras(batches, positions, counts: dict | None = None):
         for b in batches:
             b = position_reads(b, positions, time_column=time_column)
             if counts is not None:
-                placed = pc.sum(pc.equal(b.columns.column("position_source"), "camera")).as_py() or 0
+                placed = (
+                    pc.sum(pc.equal(b.columns.column("position_source"), "camera")).as_py() or 0
+                )
                 counts["reads_positioned"] = counts.get("reads_positioned", 0) + placed
             yield b
 
@@ -321,7 +361,12 @@ def _with_cameras(batches, positions, counts: dict | None = None):
 
 
 def _camera_doc(positions, counts: dict) -> dict:
-    return {"file": positions.file, "sha256": positions.sha256, "cameras": len(positions), "reads_positioned": counts.get("reads_positioned", 0)}
+    return {
+        "file": positions.file,
+        "sha256": positions.sha256,
+        "cameras": len(positions),
+        "reads_positioned": counts.get("reads_positioned", 0),
+    }
 
 
 def scan(
@@ -379,19 +424,32 @@ def scan(
     frames = []
     positions = _load_positions(cameras)
     profile, timezone = _resolve_profile(profile, timezone)
-    with iter_reads(reads, columns=columns, timezone=timezone, batch_size=batch_size, profile=profile) as stream:
+    with iter_reads(
+        reads,
+        columns=columns,
+        timezone=timezone,
+        batch_size=batch_size,
+        profile=profile,
+        require_position=positions is None,
+    ) as stream:
         for res in scan_batches(_with_cameras(stream, positions), engine):
             t = lab.tables(res)
             df = _decoded(t.flagged).to_pandas()
             ids, cats = t.match_site_id.to_pylist(), t.match_category.to_pylist()
             df["matches"] = [
                 [
-                    {"site_id": ids[j], "category": cats[j], "distance_m": float(t.match_distance_m[j])}
+                    {
+                        "site_id": ids[j],
+                        "category": cats[j],
+                        "distance_m": float(t.match_distance_m[j]),
+                    }
                     for j in range(t.match_ptr[i], t.match_ptr[i + 1])
                 ]
                 for i in range(len(df))
             ]
-            frames.append(gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(t.lon, t.lat), crs="EPSG:4326"))
+            frames.append(
+                gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(t.lon, t.lat), crs="EPSG:4326")
+            )
     if not frames:
         return gpd.GeoDataFrame(geometry=[], crs="EPSG:4326")
     import pandas as pd
@@ -401,7 +459,9 @@ def scan(
 
 def _decoded(table: pa.Table) -> pa.Table:
     """The table with dictionary columns turned back into plain ones."""
-    cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    cols = [
+        c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns
+    ]
     return pa.table(cols, names=table.column_names)
 
 
@@ -441,9 +501,15 @@ class RejectsWriter:
         rej = np.flatnonzero(res.reason != 0)
         if len(rej) == 0:
             return
-        rows = stream.row_bytes(b, rej) if parquet else [b.raw[b.offsets[i] : b.offsets[i + 1]].rstrip(b"\r\n") for i in rej.tolist()]
+        rows = (
+            stream.row_bytes(b, rej)
+            if parquet
+            else [b.raw[b.offsets[i] : b.offsets[i + 1]].rstrip(b"\r\n") for i in rej.tolist()]
+        )
         reasons = [REJECT_REASONS[c].encode() for c in res.reason[rej].tolist()]
-        self.fh.write(b"".join(r + delim + why + term for r, why in zip(rows, reasons, strict=True)))
+        self.fh.write(
+            b"".join(r + delim + why + term for r, why in zip(rows, reasons, strict=True))
+        )
 
     def append_fragment(self, header: bytes | None, size: int, chunks) -> None:
         """Append a partition's fragment (see :meth:`geofence.report.Writer.append_fragment`)."""
@@ -482,7 +548,9 @@ class PartitionScan:
     reads_positioned: int
 
 
-def _output_batch(lab: Labeller, res: ScanResult, stream, label, writer, rejects, totals: Summary) -> None:
+def _output_batch(
+    lab: Labeller, res: ScanResult, stream, label, writer, rejects, totals: Summary
+) -> None:
     """The output stage of one batch: report rows, rejects, counts (output thread)."""
     t = lab.tables(res, source=label)
     if writer is not None:
@@ -542,9 +610,14 @@ def scan_partition(
         keep_raw=rejects is not None,
         limits=setup.limits,
         profile=setup.profile,
+        require_position=setup.positions is None,
     ) as stream:
         for res in scan_batches(_with_cameras(stream, setup.positions, cam), setup.engine):
-            outq.submit(functools.partial(_output_batch, setup.labeller, res, stream, part.label, writer, rejects, totals))
+            outq.submit(
+                functools.partial(
+                    _output_batch, setup.labeller, res, stream, part.label, writer, rejects, totals
+                )
+            )
             if progress:
                 progress(len(res.batch))
         doc = _input_doc(part.input.url, stream)
@@ -558,7 +631,9 @@ def check_in(part, scan: PartitionScan) -> None:
 
     s = scan.summary
     expect = part.rows if part.rows is not None else scan.input_doc.get("rows")
-    if s.reads_clean + s.reads_flagged + s.reads_rejected != s.reads_in or (expect is not None and expect != s.reads_in):
+    if s.reads_clean + s.reads_flagged + s.reads_rejected != s.reads_in or (
+        expect is not None and expect != s.reads_in
+    ):
         raise GeofenceError(
             f"partition {part.index} ({part.input.name}): counts do not add up ({s.reads_in:,} in, "
             f"{s.reads_clean:,} clean + {s.reads_flagged:,} flagged + {s.reads_rejected:,} rejected, "
@@ -603,7 +678,17 @@ def _scan_local(plan, setup: ScanSetup, writer, rejects, progress) -> list[Parti
     # Matching here, output in a second thread: both cores busy (issue #5).
     with OutputThread() as outq:
         for part in plan.partitions:
-            scans.append(scan_partition(part, setup, outq, storage_options=plan.storage_options, writer=writer, rejects=rejects, progress=step))
+            scans.append(
+                scan_partition(
+                    part,
+                    setup,
+                    outq,
+                    storage_options=plan.storage_options,
+                    writer=writer,
+                    rejects=rejects,
+                    progress=step,
+                )
+            )
         outq.close()
     return scans
 
@@ -698,90 +783,129 @@ def run_scan(
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     kind = _engine_kind(engine, jobs, workers, scheduler)
+    if kind != "local" and any(str(r) == "-" for r in reads):
+        raise UsageError(
+            f"standard input (-) can be scanned only with --engine local: {kind} workers cannot read it"
+        )
     profile, timezone = _resolve_profile(profile, timezone)
     started = time.perf_counter()
-    limits_kw = {"policy": policy, "tier": tier, "distances": distances, "crs": crs, "limits": limits}
-    if kind == "local":
-        eng, layer_sources = build_engine(layers, **limits_kw)
-        sites_pol = None
-    else:  # the sites and policy travel to the workers; this engine gives the summary's facts
-        sites, layer_sources, pol = load_sites(layers, **limits_kw)
-        eng, sites_pol = Engine(sites, pol), (sites, pol)
-        del sites
-    positions = _load_positions(cameras)
-    plan = plan_scan(reads, storage_options=storage_options, partition_rows=partition_rows or DEFAULT_PARTITION_ROWS)
-    setup = ScanSetup(
-        eng,
-        Labeller(eng, PlatePseudonymizer(pseudonymize_key) if pseudonymize_key else None),
-        positions,
-        columns,
-        timezone,
-        batch_size,
-        limits,
-        profile,
-    )
-    execution = None
-    with contextlib.ExitStack() as stack:
-        writer = None
-        if out is not None:
-            writer = WRITERS[fmt](stack.enter_context(atomic_output(out)))
-            writer.start()
-        rej = RejectsWriter(stack.enter_context(atomic_output(rejects))) if rejects else None
-        if kind == "local":
-            scans = _scan_local(plan, setup, writer, rej, progress)
-        else:
-            from geofence.distributed import Cluster, run_partitions
+    with contextlib.ExitStack() as run:
+        cluster = None
+        if kind != "local":
+            from geofence.distributed import Cluster
 
-            cluster = Cluster(kind, jobs=jobs, workers=workers, scheduler=scheduler, retries=retries)
-            scans, execution = run_partitions(
-                plan,
-                setup,
-                sites_pol,
-                cluster,
-                fmt=fmt if out is not None else None,
-                writer=writer,
-                rejects=rej,
-                staging=staging,
-                beside=next((p for p in (out, rejects, summary) if p is not None and str(p) != "-"), None),
-                pseudonymize_key=pseudonymize_key,
-                progress=progress,
+            # a local Dask cluster starts (in a thread) while the layers load
+            cluster = run.enter_context(
+                Cluster(kind, jobs=jobs, workers=workers, scheduler=scheduler, retries=retries)
             )
-        totals, inputs, positioned = merge_partitions(plan, scans)
-        if writer is not None:
-            writer.finish()
-        _check_layers_unchanged(layer_sources)
-        doc = {
-            "tool": {"name": "geofence", "version": __version__},
-            "generated_at": "1970-01-01T00:00:00Z" if deterministic else _now(),
-            **totals.counts(),
-            "inputs": inputs,
-            "layers": [
-                {"file": Path(s.path).name, "sha256": s.sha256, "sites": s.sites_loaded, "rejected": len(s.rejected), "repaired": len(s.repaired), **s.credits()}
-                for s in layer_sources
-            ],
-            "sites_fenced": eng.n_sites,
-            "sites_not_in_policy": dict(sorted(eng.skipped.items())),
-            "policy": eng.policy.describe(),
-            **({"cameras": _camera_doc(positions, {"reads_positioned": positioned})} if positions is not None else {}),
-            "parameters": {
-                "format": fmt,
-                "timezone": timezone,
-                "columns": dict(sorted((columns or {}).items())),
-                "pseudonymized_plates": bool(pseudonymize_key),
-                "distance": "geodesic on the WGS84 ellipsoid, 0 inside areas; points grown by footprint_m",
-            },
+        limits_kw = {
+            "policy": policy,
+            "tier": tier,
+            "distances": distances,
+            "crs": crs,
+            "limits": limits,
         }
-        if not deterministic:
-            if execution is not None:
-                doc["execution"] = execution
-            doc["elapsed_s"] = round(time.perf_counter() - started, 3)
-    if execution is not None and on_execution is not None:
-        on_execution(execution)
-    # the summary describes the other outputs: it is renamed into place after them
-    if summary is not None:
-        with atomic_output(summary) as fh:
-            fh.write(dumps_summary(doc))
-    return doc
+        if kind == "local":
+            eng, layer_sources = build_engine(layers, **limits_kw)
+            sites_pol = None
+        else:  # the sites and policy travel to the workers; this engine gives the summary's facts
+            sites, layer_sources, pol = load_sites(layers, **limits_kw)
+            eng, sites_pol = Engine(sites, pol), (sites, pol)
+            del sites
+        positions = _load_positions(cameras)
+        plan = plan_scan(
+            reads,
+            storage_options=storage_options,
+            partition_rows=partition_rows or DEFAULT_PARTITION_ROWS,
+        )
+        setup = ScanSetup(
+            eng,
+            Labeller(eng, PlatePseudonymizer(pseudonymize_key) if pseudonymize_key else None),
+            positions,
+            columns,
+            timezone,
+            batch_size,
+            limits,
+            profile,
+        )
+        execution = None
+        with contextlib.ExitStack() as stack:
+            writer = None
+            if out is not None:
+                credits = sorted({s.attribution for s in layer_sources if s.attribution})
+                writer = WRITERS[fmt](
+                    stack.enter_context(atomic_output(out)), attribution="; ".join(credits) or None
+                )
+                writer.start()
+            rej = RejectsWriter(stack.enter_context(atomic_output(rejects))) if rejects else None
+            if kind == "local":
+                scans = _scan_local(plan, setup, writer, rej, progress)
+            else:
+                from geofence.distributed import run_partitions
+
+                scans, execution = run_partitions(
+                    plan,
+                    setup,
+                    sites_pol,
+                    cluster,
+                    fmt=fmt if out is not None else None,
+                    writer=writer,
+                    rejects=rej,
+                    staging=staging,
+                    beside=next(
+                        (p for p in (out, rejects, summary) if p is not None and str(p) != "-"),
+                        None,
+                    ),
+                    pseudonymize_key=pseudonymize_key,
+                    progress=progress,
+                )
+            totals, inputs, positioned = merge_partitions(plan, scans)
+            if writer is not None:
+                writer.finish()
+            _check_layers_unchanged(layer_sources)
+            doc = {
+                "tool": {"name": "geofence", "version": __version__},
+                "generated_at": "1970-01-01T00:00:00Z" if deterministic else _now(),
+                **totals.counts(),
+                "inputs": inputs,
+                "layers": [
+                    {
+                        "file": Path(s.path).name,
+                        "sha256": s.sha256,
+                        "sites": s.sites_loaded,
+                        "rejected": len(s.rejected),
+                        "repaired": len(s.repaired),
+                        **s.credits(),
+                    }
+                    for s in layer_sources
+                ],
+                "sites_fenced": eng.n_sites,
+                "sites_not_in_policy": dict(sorted(eng.skipped.items())),
+                "policy": eng.policy.describe(),
+                **(
+                    {"cameras": _camera_doc(positions, {"reads_positioned": positioned})}
+                    if positions is not None
+                    else {}
+                ),
+                "parameters": {
+                    "format": fmt,
+                    "timezone": timezone,
+                    "columns": dict(sorted((columns or {}).items())),
+                    "pseudonymized_plates": bool(pseudonymize_key),
+                    "distance": "geodesic on the WGS84 ellipsoid, 0 inside areas; points grown by footprint_m",
+                },
+            }
+            if not deterministic:
+                if execution is not None:
+                    doc["execution"] = execution
+                doc["elapsed_s"] = round(time.perf_counter() - started, 3)
+        if execution is not None and on_execution is not None:
+            on_execution(execution)
+        # the summary describes the other outputs: it is renamed into place after them
+        if summary is not None:
+            with atomic_output(summary) as fh:
+                fh.write(dumps_summary(doc))
+        return doc
 
 
 ENGINES = ("local", "processes", "dask")
@@ -793,7 +917,9 @@ def _engine_kind(engine, jobs, workers, scheduler) -> str:
     if workers is not None or scheduler is not None:
         implied.add("dask")
     if workers is not None and scheduler is not None:
-        raise UsageError("--workers starts a local Dask cluster and --scheduler uses a running one: give one of them")
+        raise UsageError(
+            "--workers starts a local Dask cluster and --scheduler uses a running one: give one of them"
+        )
     if engine is not None and engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if len(implied) > 1 or (engine is not None and implied and implied != {engine}):
@@ -846,7 +972,17 @@ def _resolve_profile(profile, timezone):
 
 def _input_doc(src, stream) -> dict:
     d = {"file": "<stdin>" if str(src) == "-" else Path(str(src)).name}
-    for attr in ("sha256", "rows", "delimiter", "timezone", "time_format", "mapping", "notes", "profile", "parquet"):
+    for attr in (
+        "sha256",
+        "rows",
+        "delimiter",
+        "timezone",
+        "time_format",
+        "mapping",
+        "notes",
+        "profile",
+        "parquet",
+    ):
         if hasattr(stream, attr):
             d[attr] = getattr(stream, attr)
     return d

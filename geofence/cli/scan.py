@@ -48,7 +48,9 @@ def _storage_options(ctx, param, value) -> dict:
     for item in value or ():
         key, sep, val = item.partition("=")
         if not sep or not key.strip():
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. endpoint_url=http://127.0.0.1:9000)")
+            raise click.BadParameter(
+                f"{item!r} is not KEY=VALUE (e.g. endpoint_url=http://127.0.0.1:9000)"
+            )
         try:
             out[key.strip()] = json.loads(val)
         except ValueError:
@@ -58,14 +60,57 @@ def _storage_options(ctx, param, value) -> dict:
 
 # Scale-out (issue #13): where the partitions of the plan run; outputs are the same bytes.
 _SCALE_OUT = (
-    click.option("--engine", type=click.Choice(("local", "processes", "dask")), default=None, help="Where partitions run [default: local, or what --jobs/--workers/--scheduler imply]; outputs are byte-identical."),
-    click.option("--jobs", type=click.IntRange(min=1), default=None, help="Worker processes of --engine processes [default: CPU count]."),
-    click.option("--workers", type=click.IntRange(min=1), default=None, help="Start a local Dask cluster of N single-threaded worker processes."),
-    click.option("--scheduler", default=None, metavar="ADDRESS", help="Use a running Dask scheduler (tcp://host:8786); implies --engine dask."),
-    click.option("--staging", default=None, metavar="DIR|URL", help="Where partitions write their fragments; every worker must reach it [default: a hidden folder beside --out]."),
-    click.option("--storage-option", "storage_options", multiple=True, callback=_storage_options, metavar="KEY=VALUE", help="fsspec option for s3:// or gs:// READS and --staging (e.g. endpoint_url=..., anon=true); repeat."),
-    click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True, help="Retries of a partition after an object-store error (bad input is never retried)."),
-    click.option("--partition-rows", type=click.IntRange(min=1), default=None, help="Rows per partition of a Parquet input, in whole row groups [default: 2,000,000]; a text file is one partition."),
+    click.option(
+        "--engine",
+        type=click.Choice(("local", "processes", "dask")),
+        default=None,
+        help="Where partitions run [default: local, or what --jobs/--workers/--scheduler imply]; outputs are byte-identical.",
+    ),
+    click.option(
+        "--jobs",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Worker processes of --engine processes [default: CPU count].",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Start a local Dask cluster of N single-threaded worker processes.",
+    ),
+    click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Use a running Dask scheduler (tcp://host:8786); implies --engine dask.",
+    ),
+    click.option(
+        "--staging",
+        default=None,
+        metavar="DIR|URL",
+        help="Where partitions write their fragments; every worker must reach it [default: a hidden folder beside --out].",
+    ),
+    click.option(
+        "--storage-option",
+        "storage_options",
+        multiple=True,
+        callback=_storage_options,
+        metavar="KEY=VALUE",
+        help="fsspec option for s3:// or gs:// READS and --staging (e.g. endpoint_url=..., anon=true); repeat.",
+    ),
+    click.option(
+        "--retries",
+        type=click.IntRange(min=0),
+        default=2,
+        show_default=True,
+        help="Retries of a partition after an object-store error (bad input is never retried).",
+    ),
+    click.option(
+        "--partition-rows",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Rows per partition of a Parquet input, in whole row groups [default: 2,000,000]; a text file is one partition.",
+    ),
 )
 
 
@@ -97,9 +142,13 @@ def read_key(path: str | None) -> bytes | None:
         with open(path, "rb") as fh:
             key = fh.read().rstrip(b"\r\n")
     except OSError as exc:
-        raise UsageError(f"--pseudonymize-plates {path}: cannot read the key file ({exc.strerror.lower()}); create one with `head -c 32 /dev/urandom > {path}`") from None
+        raise UsageError(
+            f"--pseudonymize-plates {path}: cannot read the key file ({exc.strerror.lower()}); create one with `head -c 32 /dev/urandom > {path}`"
+        ) from None
     if len(key) < 16:
-        raise UsageError(f"--pseudonymize-plates {path}: a key of at least 16 bytes is needed (e.g. `head -c 32 /dev/urandom > {path}`)")
+        raise UsageError(
+            f"--pseudonymize-plates {path}: a key of at least 16 bytes is needed (e.g. `head -c 32 /dev/urandom > {path}`)"
+        )
     return key
 
 
@@ -110,16 +159,64 @@ def read_key(path: str | None) -> bytes | None:
 @click.option("-o", "--out", default=None, help="Report file, or - for stdout.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="geojson", show_default=True)
 @click.option("--summary", default=None, help="Summary JSON file.")
-@click.option("--rejects", default=None, help="Write rejected rows, as they were, with a reason column.")
-@click.option("--pseudonymize-plates", "key_file", default=None, metavar="KEYFILE", help="HMAC-SHA256 plates in the report with this key.")
-@click.option("--deterministic", is_flag=True, help="Fix the run-time field so reruns are byte-identical.")
+@click.option(
+    "--rejects", default=None, help="Write rejected rows, as they were, with a reason column."
+)
+@click.option(
+    "--pseudonymize-plates",
+    "key_file",
+    default=None,
+    metavar="KEYFILE",
+    help="HMAC-SHA256 plates in the report with this key.",
+)
+@click.option(
+    "--deterministic", is_flag=True, help="Fix the run-time field so reruns are byte-identical."
+)
 @click.option("--fail-on-flag", is_flag=True, help="Exit 3 when any read is flagged.")
 @html_option
-@click.option("--cameras", "camera_table", default=None, metavar="FILE", help="Camera table (geofence cameras --camera-table, or CSV of camera_id,lat,lon): positions reads that have a camera id but no coordinates.")
+@click.option(
+    "--cameras",
+    "camera_table",
+    default=None,
+    metavar="FILE",
+    help="Camera table (geofence cameras --camera-table, or CSV of camera_id,lat,lon): positions reads that have a camera id but no coordinates.",
+)
 @scale_out_options
 @verbose_opt
 @quiet_opt
-def scan(reads, layer_paths, crs, policy_names, tier, distance_overrides, max_vertices, max_features, profile, columns, timezone, batch_size, max_line_bytes, out, fmt, summary, rejects, key_file, deterministic, fail_on_flag, camera_table, engine, jobs, workers, scheduler, staging, storage_options, retries, partition_rows, verbose, quiet):
+def scan(
+    reads,
+    layer_paths,
+    crs,
+    policy_names,
+    tier,
+    distance_overrides,
+    max_vertices,
+    max_features,
+    profile,
+    columns,
+    timezone,
+    batch_size,
+    max_line_bytes,
+    out,
+    fmt,
+    summary,
+    rejects,
+    key_file,
+    deterministic,
+    fail_on_flag,
+    camera_table,
+    engine,
+    jobs,
+    workers,
+    scheduler,
+    staging,
+    storage_options,
+    retries,
+    partition_rows,
+    verbose,
+    quiet,
+):
     """Flag every read within a sensitive site's fence, with the exact distance.
 
     READS are read logs (CSV/TSV/pipe-delimited, plain, .gz, .bz2 or .zst; Parquet), - for
@@ -155,7 +252,11 @@ def scan(reads, layer_paths, crs, policy_names, tier, distance_overrides, max_ve
         pseudonymize_key=read_key(key_file),
         deterministic=deterministic,
         progress=progress,
-        limits={"max_line_bytes": max_line_bytes, "max_vertices_per_site": max_vertices, "max_features": max_features},
+        limits={
+            "max_line_bytes": max_line_bytes,
+            "max_vertices_per_site": max_vertices,
+            "max_features": max_features,
+        },
         cameras=camera_table,
         profile=profile,
         engine=engine,

@@ -1205,8 +1205,10 @@
       DATA.context ? [['street context', DATA.context.file, DATA.context.sha256 || '', DATA.context.attribution]] : []), [2]);
     kvTable(p, 'Read logs scanned', [['File', 'Rows', 'SHA-256', 'Delimiter', 'Time zone', 'Time format']].concat(
       META.inputs.map(function (x) { return [x.file, x.rows === undefined ? '' : fmt(x.rows), x.sha256 || '', x.delimiter || '', x.timezone || '', x.time_format || '']; })), [2]);
-    kvTable(p, 'Site layers (SHA-256 checked against the summary)', [['File', 'Sites', 'Rejected', 'Repaired', 'SHA-256']].concat(
-      META.layers.map(function (x) { return [x.file, fmt(x.sites), fmt(x.rejected), fmt(x.repaired), x.sha256]; })), [4]);
+    // Licence and attribution travel with each layer: ODbL 4.3 asks for
+    // "© OpenStreetMap contributors" on every work made from OSM sites (issue #8).
+    kvTable(p, 'Site layers (SHA-256 checked against the summary)', [['File', 'Sites', 'Rejected', 'Repaired', 'Licence and attribution', 'SHA-256']].concat(
+      META.layers.map(function (x) { return [x.file, fmt(x.sites), fmt(x.rejected), fmt(x.repaired), [x.license, x.attribution].filter(Boolean).join('; '), x.sha256]; })), [5]);
     var pol = META.policy;
     kvTable(p, 'Policy packs (tier ' + pol.tier + ')', [['Pack', 'File', 'Status', 'SHA-256']].concat(
       pol.packs.map(function (x) { return [x.name, x.file, x.status, x.sha256]; })), [3]);
