@@ -25,7 +25,7 @@ Examples
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/cameras.py --repeat 3
     python benchmarks/cameras.py --workload schools
-    python benchmarks/cameras.py --sites 200 --limit 2000 --data /tmp/bench --repeat 1  # smoke
+    python benchmarks/cameras.py --sites 200 --limit 2000 --data some/dir --repeat 1  # smoke
 """
 
 from __future__ import annotations
