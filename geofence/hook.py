@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from geofence._version import __version__
 from geofence.atomic import atomic_output
@@ -35,6 +38,7 @@ from geofence.errors import SharingRefused, UsageError
 from geofence.jurisdictions import Decision, Recipient, check_recipient
 from geofence.model import NO_TIME, REJECT_REASONS, ReadBatch
 from geofence.report import DISTANCE_DECIMALS, dumps_summary
+from geofence.rows import append_fields
 from geofence.scan import _resolve_profile, build_engine, iter_reads, scan_batches
 
 WITHHELD_COLUMNS = ("withheld_reason", "category", "site_id", "distance_m")
@@ -206,11 +210,9 @@ class SharingFilter:
             yield self.filter(b, **kw)
 
 
-def _csv_field(value: str, delim: str) -> bytes:
-    s = "" if value is None else str(value)
-    if any(c in s for c in (delim, '"', "\n", "\r")):
-        s = '"' + s.replace('"', '""') + '"'
-    return s.encode()
+def _value_counts(values: np.ndarray) -> dict:
+    u, c = np.unique(values.astype(str), return_counts=True)
+    return dict(zip(u.tolist(), c.tolist(), strict=True))
 
 
 def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
@@ -327,24 +329,19 @@ def run_filter(
                 n_shared += len(sh)
                 out_fh.write(b"".join(raw[off[a] : off[b]] for a, b in _runs(sh)))
                 wi = np.flatnonzero(~dec.shared)
-                parts = []
-                for i in wi.tolist():
-                    row = raw[off[i] : off[i + 1]]
-                    body = row.rstrip(b"\r\n")
-                    d = dec.distance_m[i]
-                    extra = [
-                        dec.reason[i],
-                        dec.category[i],
-                        dec.site_id[i],
-                        "" if np.isnan(d) else repr(float(d)),
-                    ]
-                    parts.append(
-                        body + b"".join(delim.encode() + _csv_field(v, delim) for v in extra) + term
+                if len(wi):
+                    reason = np.asarray(dec.reason, dtype=object)[wi]
+                    category = np.asarray(dec.category, dtype=object)[wi]
+                    d = np.asarray(dec.distance_m, dtype=np.float64)[wi]
+                    dist = pc.if_else(pc.is_nan(pa.array(d)), "", pc.cast(pa.array(d), pa.string()))
+                    site = np.asarray(dec.site_id, dtype=object)[wi]
+                    wh_fh.write(
+                        append_fields(raw, off, wi, [reason, category, site, dist], delim, term)
                     )
-                    by_reason[dec.reason[i]] += 1
-                    if dec.category[i]:
-                        by_category[dec.category[i]] += 1
-                wh_fh.write(b"".join(parts))
+                    by_reason.update(_value_counts(reason))
+                    by_category.update(
+                        _value_counts(category[pd.notna(category) & (category != "")])
+                    )
         doc = _manifest(
             filt,
             stream,

@@ -39,6 +39,7 @@ from geofence.report import (
     Summary,
     dumps_summary,
 )
+from geofence.rows import append_fields
 
 STATUS_CLEAN, STATUS_FLAGGED, STATUS_REJECTED = 0, 1, 2
 
@@ -501,15 +502,16 @@ class RejectsWriter:
         rej = np.flatnonzero(res.reason != 0)
         if len(rej) == 0:
             return
-        rows = (
-            stream.row_bytes(b, rej)
-            if parquet
-            else [b.raw[b.offsets[i] : b.offsets[i + 1]].rstrip(b"\r\n") for i in rej.tolist()]
-        )
-        reasons = [REJECT_REASONS[c].encode() for c in res.reason[rej].tolist()]
-        self.fh.write(
-            b"".join(r + delim + why + term for r, why in zip(rows, reasons, strict=True))
-        )
+        reasons = np.asarray(REJECT_REASONS, dtype=object)[res.reason[rej]]
+        if parquet:  # rows rebuilt as text by the partition; rare, and few per batch
+            rows = stream.row_bytes(b, rej)
+            self.fh.write(
+                b"".join(
+                    r + delim + why.encode() + term for r, why in zip(rows, reasons, strict=True)
+                )
+            )
+        else:
+            self.fh.write(append_fields(b.raw, b.offsets, rej, [reasons], delim.decode(), term))
 
     def append_fragment(self, header: bytes | None, size: int, chunks) -> None:
         """Append a partition's fragment (see :meth:`geofence.report.Writer.append_fragment`)."""
