@@ -7,6 +7,7 @@ import click
 from geofence.cli import cli, setup_logging
 from geofence.cli.options import (
     _split_pairs,
+    deterministic_opt,
     parse_distances,
     policy_options,
     quiet_opt,
@@ -69,9 +70,7 @@ from geofence.cli.options import (
     default=None,
     help="Cameras per batch (never changes results).",
 )
-@click.option(
-    "--deterministic", is_flag=True, help="Fix the run-time fields so reruns are byte-identical."
-)
+@deterministic_opt
 @verbose_opt
 @quiet_opt
 def cameras(

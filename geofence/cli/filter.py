@@ -9,6 +9,7 @@ import click
 
 from geofence.cli import cli, setup_logging
 from geofence.cli.options import (
+    deterministic_opt,
     parse_distances,
     policy_options,
     quiet_opt,
@@ -61,9 +62,7 @@ def _as_of(ctx, param, value):
     default=None,
     help="Reference time for --max-age-days (default now).",
 )
-@click.option(
-    "--deterministic", is_flag=True, help="Fix the run-time field so reruns are byte-identical."
-)
+@deterministic_opt
 @verbose_opt
 @quiet_opt
 def filter_cmd(

@@ -85,6 +85,11 @@ verbose_opt = click.option(
     "-v", "--verbose", count=True, help="More detail on stderr; -v shows tracebacks."
 )
 quiet_opt = click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+deterministic_opt = click.option(
+    "--deterministic",
+    is_flag=True,
+    help="Fix the run-time fields (timestamps) so reruns are byte-identical.",
+)
 
 
 max_line_opt = click.option(

@@ -9,6 +9,7 @@ import click
 
 from geofence.cli import cli, setup_logging
 from geofence.cli.options import (
+    deterministic_opt,
     parse_distances,
     policy_options,
     quiet_opt,
@@ -169,9 +170,7 @@ def read_key(path: str | None) -> bytes | None:
     metavar="KEYFILE",
     help="HMAC-SHA256 plates in the report with this key.",
 )
-@click.option(
-    "--deterministic", is_flag=True, help="Fix the run-time field so reruns are byte-identical."
-)
+@deterministic_opt
 @click.option("--fail-on-flag", is_flag=True, help="Exit 3 when any read is flagged.")
 @html_option
 @click.option(
