@@ -69,9 +69,20 @@ class ScanTables:
     lon: np.ndarray
     lat: np.ndarray
     match_ptr: np.ndarray
-    match_site_id: pa.Array
-    match_category: pa.Array
+    match_site: np.ndarray  # site codes into site_ids / site_categories
     match_distance_m: np.ndarray
+    site_ids: pa.Array
+    site_categories: pa.Array
+
+    @property
+    def match_site_id(self) -> pa.Array:
+        """The site id of every match (built on demand: the CSV writer does not need it)."""
+        return self.site_ids.take(pa.array(self.match_site))
+
+    @property
+    def match_category(self) -> pa.Array:
+        """The category of every match."""
+        return self.site_categories.take(pa.array(self.match_site))
 
 
 def _json_default(o):
@@ -216,14 +227,28 @@ class CSVWriter(Writer):
     def write(self, t: ScanTables) -> None:
         if t.flagged.num_rows == 0 and not self._header:
             return
-        offsets = pa.array(t.match_ptr.astype(np.int32))
+        # Each distance is formatted once: the nearest is the first of a read's matches,
+        # and a match's site id is a prefix built once per site (issue #5).
+        dist = pc.cast(pa.array(t.match_distance_m), pa.string())
         entries = pc.binary_join_element_wise(
-            t.match_site_id,
-            pc.cast(pa.array(t.match_distance_m), pa.string()),
-            "@",
+            self._prefixes(t.site_ids).take(pa.array(t.match_site)), dist, ""
         )
+        offsets = pa.array(t.match_ptr.astype(np.int32))
         matches = pc.binary_join(pa.ListArray.from_arrays(offsets, entries), ";")
         table = t.flagged.drop_columns([c for c in self.DROP if c in t.flagged.column_names])
+        names = table.column_names
+        if "distance_m" in names:
+            table = table.set_column(
+                names.index("distance_m"), "distance_m", dist.take(pa.array(t.match_ptr[:-1]))
+            )
+        for i, f in enumerate(table.schema):
+            # few labels per column: format the dictionary's values, not every row's
+            if pa.types.is_dictionary(f.type) and not pa.types.is_string(f.type.value_type):
+                col = table.column(i).combine_chunks()
+                text = pc.cast(col.dictionary, pa.string())
+                table = table.set_column(
+                    i, f.name, pa.DictionaryArray.from_arrays(col.indices, text)
+                )
         table = table.append_column("lon", pa.array(t.lon)).append_column("lat", pa.array(t.lat))
         table = table.append_column("matches", matches)
         buf = io.BytesIO()
@@ -251,6 +276,13 @@ class CSVWriter(Writer):
         self._header = False
         self.fh.write(data)
 
+    def _prefixes(self, site_ids: pa.Array) -> pa.Array:
+        """``site_id@`` of every site, built once per site table."""
+        if getattr(self, "_prefix_of", None) is not site_ids:
+            self._prefix_of = site_ids
+            self._prefix = pc.binary_join_element_wise(site_ids, "@", "")
+        return self._prefix
+
     def append_fragment(self, header: bytes | None, size: int, chunks) -> None:
         """The first fragment that has a header brings it (a single writer writes it at its
         first batch, with that batch's quoting); the bodies follow one another."""
@@ -277,6 +309,7 @@ class Summary:
     flagged_by_site: Counter = field(default_factory=Counter)
     flagged_by_agency: Counter = field(default_factory=Counter)
     flagged_by_camera: Counter = field(default_factory=Counter)
+    _pending: dict = field(default_factory=dict, repr=False, compare=False)
 
     def add(
         self, reason: np.ndarray, flagged: np.ndarray, category, site_id, agency, camera
@@ -293,21 +326,35 @@ class Summary:
         codes, counts = np.unique(reason[rej], return_counts=True)
         for c, k in zip(codes.tolist(), counts.tolist(), strict=True):
             self.rejected_by_reason[REJECT_REASONS[c]] += k
-        for counter, values in (
-            (self.flagged_by_category, category),
-            (self.flagged_by_site, site_id),
-            (self.flagged_by_agency, agency),
-            (self.flagged_by_camera, camera),
+        for name, values in (
+            ("flagged_by_category", category),
+            ("flagged_by_site", site_id),
+            ("flagged_by_agency", agency),
+            ("flagged_by_camera", camera),
         ):
             if values is None or len(values) == 0:
                 continue
-            if not isinstance(values, (pa.Array, pa.ChunkedArray)):
-                values = pa.array(values, type=pa.string())
-            vc = pc.value_counts(pc.fill_null(values.cast(pa.string()), "(none)"))
-            for v, k in zip(
-                vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
-            ):
+            pending = self._pending.setdefault(name, [])
+            pending.append(_value_counts(values))
+            if sum(t.num_rows for t in pending) > _PENDING_ROWS:
+                self._pending[name] = [_sum_counts(pending)]
+
+    def settle(self) -> None:
+        """Fold the batches' pending label counts into the counters.
+
+        Counting in Arrow and adding to the Python counters once, not per batch, keeps
+        per-label Python work out of the output stage (issue #5).
+        """
+        for name, pending in self._pending.items():
+            t = _sum_counts(pending)
+            counter = getattr(self, name)
+            for v, k in zip(t.column(0).to_pylist(), t.column(1).to_pylist(), strict=True):
                 counter[v] += k
+        self._pending.clear()
+
+    def __getstate__(self) -> dict:
+        self.settle()
+        return self.__dict__.copy()
 
     def merge(self, other: Summary) -> None:
         """Add the counts of ``other`` (a partition of the same scan, issue #13).
@@ -315,6 +362,8 @@ class Summary:
         The full counters are added, so top-50 lists cut afterwards are the same as one
         process counting everything would give.
         """
+        self.settle()
+        other.settle()
         self.reads_in += other.reads_in
         self.reads_clean += other.reads_clean
         self.reads_flagged += other.reads_flagged
@@ -336,6 +385,7 @@ class Summary:
 
     def counts(self) -> dict:
         """The counts part of the summary JSON."""
+        self.settle()
         self.check()
 
         def top(c: Counter, k: int | None = None) -> dict:
@@ -353,6 +403,41 @@ class Summary:
             "flagged_by_agency": top(self.flagged_by_agency),
             "flagged_by_camera": top(self.flagged_by_camera),
         }
+
+
+_PENDING_ROWS = 1 << 17
+"""Pending label counts summed in Arrow once they pass this many rows: memory stays flat."""
+
+
+def _value_counts(values) -> pa.Table:
+    """Distinct labels of one batch and how often each occurs (nulls as ``(none)``).
+
+    Dictionary columns (site ids and categories from the labeller) are counted on their
+    integer codes: no string is hashed or built per read (issue #5).
+    """
+    if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = pa.array(values, type=pa.string())
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if (
+        pa.types.is_dictionary(values.type)
+        and values.null_count == 0
+        and values.dictionary.null_count == 0
+    ):
+        counts = np.bincount(
+            values.indices.to_numpy(zero_copy_only=False), minlength=len(values.dictionary)
+        )
+        codes = np.flatnonzero(counts)
+        names = values.dictionary.take(pa.array(codes)).cast(pa.string())
+        return pa.table({"value": names, "count": pa.array(counts[codes], pa.int64())})
+    vc = pc.value_counts(pc.fill_null(values.cast(pa.string()), "(none)"))
+    return pa.table({"value": vc.field("values"), "count": vc.field("counts")})
+
+
+def _sum_counts(tables: list[pa.Table]) -> pa.Table:
+    """One row per label with the counts of ``tables`` added up."""
+    t = pa.concat_tables(tables).group_by("value").aggregate([("count", "sum")])
+    return t.select(["value", "count_sum"]).rename_columns(["value", "count"])
 
 
 def dumps_summary(doc: dict) -> bytes:

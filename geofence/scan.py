@@ -117,7 +117,7 @@ class Labeller:
         self.site_category = pa.array(f.site_category, type=pa.string())
         cats = f.categories
         rules = [pol.categories[c] for c in cats]
-        self.cat_buffer = np.array([r.buffer_m for r in rules])
+        self.cat_buffer_m = pa.array([r.buffer_m for r in rules], type=pa.float64())
         self.cat_packs = pa.array([";".join(r.packs) for r in rules], type=pa.string())
         self.cat_clauses = pa.array(
             [";".join(f"{c.pack}:{c.clause_id}" for c in r.clauses) for r in rules],
@@ -158,7 +158,7 @@ class Labeller:
         out["site_name"] = pa.DictionaryArray.from_arrays(near, self.site_name)
         out["category"] = pa.DictionaryArray.from_arrays(near, self.site_category)
         out["distance_m"] = pa.array(np.round(near_dist, DISTANCE_DECIMALS))
-        out["buffer_m"] = pa.array(self.cat_buffer[cat])
+        out["buffer_m"] = pa.DictionaryArray.from_arrays(cat_idx, self.cat_buffer_m)
         out["tier"] = pa.DictionaryArray.from_arrays(
             pa.array(np.zeros(len(flagged), np.int32)), pa.array([self.tier])
         )
@@ -172,9 +172,10 @@ class Labeller:
             lon=res.batch.lon[flagged],
             lat=res.batch.lat[flagged],
             match_ptr=fm.ptr,
-            match_site_id=self.site_id.take(pa.array(fm.site)),
-            match_category=self.site_category.take(pa.array(fm.site)),
+            match_site=fm.site,
             match_distance_m=np.round(fm.distance_m, DISTANCE_DECIMALS),
+            site_ids=self.site_id,
+            site_categories=self.site_category,
         )
 
     WINDOW_FIELDS = (
