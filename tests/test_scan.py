@@ -265,3 +265,31 @@ def test_seattle_sample_counts(tmp_path):
     assert doc["reads_in"] == 35_486
     assert doc["rejected_by_reason"] == {"missing_position": 8_768}
     assert doc["reads_flagged"] > 0
+
+
+def test_summary_label_counts_equal_a_plain_count(monkeypatch):
+    """Label counts are summed in Arrow and folded in once; with the pending rows forced
+    to compact after every batch they still equal a row-by-row count (issue #5)."""
+    from collections import Counter
+
+    import pyarrow as pa
+
+    from geofence import report
+
+    monkeypatch.setattr(report, "_PENDING_ROWS", 1)
+    rng = np.random.default_rng(7)
+    sites = pa.array([f"S{i}" for i in range(50)])
+    summary, want_site, want_cam = report.Summary(), Counter(), Counter()
+    for n in (0, 1, 37, 500):
+        code = rng.integers(0, 50, n)
+        cams = [None if k % 7 == 0 else f"CAM-{k % 11}" for k in rng.integers(0, 100, n)]
+        site = pa.DictionaryArray.from_arrays(pa.array(code.astype(np.int32)), sites)
+        summary.add(np.zeros(n, np.int8), np.ones(n, bool), site, site, pa.array(cams), cams)
+        want_site.update(sites.take(pa.array(code)).to_pylist())
+        want_cam.update("(none)" if c is None else c for c in cams)
+    doc = summary.counts()
+    assert doc["reads_flagged"] == 538
+    assert summary.flagged_by_site == want_site
+    assert summary.flagged_by_camera == want_cam
+    assert summary.flagged_by_agency == want_cam
+    assert sum(doc["flagged_by_category"].values()) == 538
