@@ -981,7 +981,7 @@ def _nearest_azimuth(
     nonpt = np.flatnonzero(~f.is_point[piece])
     if len(nonpt):
         pts = shapely.points(east[nonpt], north[nonpt])
-        line = shapely.shortest_line(f.geom[piece[nonpt]], pts)
+        line = shapely.shortest_line(f.planar(piece[nonpt]), pts)
         xy = shapely.get_coordinates(line).reshape(-1, 2, 2)[:, 0, :]  # the site's end
         tlon[nonpt], tlat[nonpt] = _enu_to_lonlat(f.frames, piece[nonpt], xy[:, 0], xy[:, 1])
     az, _, _ = Geod(ellps="WGS84").inv(cam_lon, cam_lat, tlon, tlat)
@@ -1515,7 +1515,7 @@ def build_camera_engine(
     fenced = {str(k): int(v) for k, v in sorted(cats[covered].value_counts().items())}
     if cameras is not None:
         sites = sites[~covered | _near_cameras(sites, covered, policy, cameras)]
-    engine, _ = build_engine(sites=sites, policy=policy)
+    engine, _ = build_engine(sites=sites, policy=policy, keep_geometry=True)
     return engine, sources, fenced
 
 

@@ -79,11 +79,13 @@ class Engine:
         Sites as :func:`geofence.layers.load_layers` returns them.
     policy : Policy
         Categories, distances and footprints.
+    keep_geometry : bool, default False
+        Keep the sites' geometry for :meth:`geofence.fences.Fences.planar`.
     """
 
-    def __init__(self, sites, policy: Policy) -> None:
+    def __init__(self, sites, policy: Policy, *, keep_geometry: bool = False) -> None:
         self.policy = policy
-        self.fences, self.skipped = compile_fences(sites, policy)
+        self.fences, self.skipped = compile_fences(sites, policy, keep_geometry=keep_geometry)
         f = self.fences
         # farthest a read can be from a piece's plane origin and still be in its fence
         self.reach_m = f.limit_m + f.footprint_m + f.radius_m

@@ -42,8 +42,9 @@ class Fences:
         int64 index into the per-site arrays (``site_id`` ...) of each piece.
     frames : Frames
         The tangent plane of each piece.
-    geom : numpy.ndarray
-        Piece geometry in its plane (metres); for point pieces the point (0, 0).
+    parts : numpy.ndarray or None
+        Piece geometry in lon/lat, kept only when asked for (``keep_geometry``): the
+        scan needs the edges alone, and 100k sites' geometries are ~50 MB (issue #5).
     is_point : numpy.ndarray
         bool; point pieces are measured with ``hypot`` and need no GEOS call.
     footprint_m : numpy.ndarray
@@ -64,7 +65,7 @@ class Fences:
 
     site: np.ndarray
     frames: Frames
-    geom: np.ndarray
+    parts: np.ndarray | None
     is_point: np.ndarray
     footprint_m: np.ndarray
     limit_m: np.ndarray
@@ -78,13 +79,11 @@ class Fences:
     site_source: np.ndarray
     categories: tuple[str, ...]
     site_cat_code: np.ndarray  # int index into ``categories``
-    segments: Segments | None = None  # planar edges of area and line pieces
+    segments: Segments  # planar edges of area and line pieces
 
     multi_piece: bool = False  # some site has several pieces
 
     def __post_init__(self) -> None:
-        if self.segments is None:
-            self.segments = Segments.from_geoms(self.geom, self.is_point)
         self.multi_piece = bool(len(self.site) and len(np.unique(self.site)) < len(self.site))
 
     def __len__(self) -> int:
@@ -94,6 +93,17 @@ class Fences:
     def n_sites(self) -> int:
         """Number of fenced sites."""
         return len(self.site_id)
+
+    def planar(self, pieces: np.ndarray) -> np.ndarray:
+        """Geometries of ``pieces`` in their planes (metres); needs ``keep_geometry``."""
+        if self.parts is None:
+            raise ValueError("fences compiled without keep_geometry=True")
+        parts = self.parts[pieces]
+        coords, idx = shapely.get_coordinates(parts, return_index=True)
+        east, north = self.frames.enu_lonlat(pieces[idx], coords[:, 0], coords[:, 1])
+        return shapely.set_coordinates(
+            np.array(parts, dtype=object, copy=True), np.column_stack([east, north])
+        )
 
 
 @dataclass
@@ -114,16 +124,37 @@ class Segments:
     box: np.ndarray | None = None  # (n, 4) east/north bounds of each area piece
 
     @classmethod
-    def from_geoms(cls, geom: np.ndarray, is_point: np.ndarray) -> Segments:
-        """Collect the edges of every ring or line of each planar piece."""
-        n = len(geom)
-        dims = shapely.get_dimensions(geom) if n else np.empty(0, int)
+    def from_parts(
+        cls, parts: np.ndarray, frames: Frames, is_point: np.ndarray
+    ) -> tuple[Segments, np.ndarray]:
+        """The planar edges of every ring or line of each lon/lat piece, and each piece's
+        radius (farthest vertex from its plane origin; 0 for points).
+
+        Straight from coordinates: no planar or boundary geometry is built, which held
+        ~250 MB at once for 100k sites (issue #5).
+        """
+        n = len(parts)
+        dims = shapely.get_dimensions(parts) if n else np.empty(0, int)
         area = dims == 2
-        lines = np.where(is_point, None, geom)
-        # rings of polygons and the lines themselves, each tagged with its piece
-        boundary = np.where(area, shapely.boundary(np.where(area, geom, None)), lines)
-        parts, owner = shapely.get_parts(boundary, return_index=True)
-        coords, ring = shapely.get_coordinates(parts, return_index=True)
+        line = np.flatnonzero(dims == 1)
+        rings, ring_piece = shapely.get_rings(np.where(area, parts, None), return_index=True)
+        c_ring, r_idx = shapely.get_coordinates(rings, return_index=True)
+        del rings
+        c_line, l_idx = shapely.get_coordinates(parts[line], return_index=True)
+        # one chain per ring or line, in piece order (a piece is an area or a line)
+        chain_piece = np.concatenate([ring_piece.astype(np.int64), line])
+        order = np.argsort(chain_piece, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        ring = rank[np.concatenate([r_idx, l_idx + len(ring_piece)])]
+        o = np.argsort(ring, kind="stable")
+        ring, lonlat = ring[o], np.concatenate([c_ring, c_line])[o]
+        owner = chain_piece[order]
+        vertex_piece = owner[ring]
+        east, north = frames.enu_lonlat(vertex_piece, lonlat[:, 0], lonlat[:, 1])
+        coords = np.column_stack([east, north])
+        radius = np.zeros(n)
+        np.maximum.at(radius, vertex_piece, np.hypot(east, north))
         same = ring[1:] == ring[:-1]
         start = coords[:-1][same]
         end = coords[1:][same]
@@ -147,7 +178,8 @@ class Segments:
             ):
                 fn.at(box[:, col], seg_piece, v)
         box[~area] = np.nan  # lines have no inside
-        return cls(ptr, start[:, 0].copy(), start[:, 1].copy(), dx, dy, inv, area, box)
+        segments = cls(ptr, start[:, 0].copy(), start[:, 1].copy(), dx, dy, inv, area, box)
+        return segments, radius
 
     def distance(
         self, piece: np.ndarray, east: np.ndarray, north: np.ndarray, chunk: int = 1 << 21
@@ -208,7 +240,9 @@ class Segments:
         return (np.add.reduceat(crossing.astype(np.int8), first) & 1).astype(bool)
 
 
-def compile_fences(sites, policy: Policy) -> tuple[Fences, dict[str, int]]:
+def compile_fences(
+    sites, policy: Policy, *, keep_geometry: bool = False
+) -> tuple[Fences, dict[str, int]]:
     """Build the fences of every site whose category the policy covers.
 
     Parameters
@@ -218,6 +252,8 @@ def compile_fences(sites, policy: Policy) -> tuple[Fences, dict[str, int]]:
         as :func:`geofence.layers.load_layers` returns them.
     policy : Policy
         The rules; sites of categories it does not cover are left out and counted.
+    keep_geometry : bool
+        Keep the pieces' geometry for :meth:`Fences.planar` (the camera audit's view).
 
     Returns
     -------
@@ -260,13 +296,14 @@ def compile_fences(sites, policy: Policy) -> tuple[Fences, dict[str, int]]:
 
     origin = shapely.point_on_surface(parts)
     frames = Frames(shapely.get_x(origin), shapely.get_y(origin))
-    geom_enu, radius = _to_planes(parts, frames, is_point)
+    del origin
+    segments, radius = Segments.from_parts(parts, frames, is_point)
     bounds, box_piece = _bounds(parts, limit + footprint)
 
     fences = Fences(
         site=part_site,
         frames=frames,
-        geom=geom_enu,
+        parts=parts if keep_geometry else None,
         is_point=is_point,
         footprint_m=footprint,
         limit_m=limit,
@@ -283,21 +320,19 @@ def compile_fences(sites, policy: Policy) -> tuple[Fences, dict[str, int]]:
         else np.full(len(sel), "", dtype=object),
         categories=categories,
         site_cat_code=cat_code.astype(np.int64),
+        segments=segments,
     )
     return fences, skipped
 
 
-def _to_planes(parts: np.ndarray, frames: Frames, is_point: np.ndarray):
-    """Express each piece in its own plane; return the planar geometries and radii."""
+def _radius_m(parts: np.ndarray, frames: Frames, is_point: np.ndarray) -> np.ndarray:
+    """Farthest vertex of each piece from its plane origin (0 for points)."""
     coords, idx = shapely.get_coordinates(parts, return_index=True)
     east, north = frames.enu_lonlat(idx, coords[:, 0], coords[:, 1])
-    geom = shapely.set_coordinates(
-        np.array(parts, dtype=object, copy=True), np.column_stack([east, north])
-    )
     radius = np.zeros(len(parts))
     np.maximum.at(radius, idx, np.hypot(east, north))
     radius[is_point] = 0.0
-    return geom, radius
+    return radius
 
 
 def _bounds(parts: np.ndarray, reach_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -378,7 +413,7 @@ def _cut_large(parts, part_site, is_point, footprint, limit):
         return parts, part_site, is_point, footprint, limit
     origin = shapely.point_on_surface(parts[maybe])
     frames = Frames(shapely.get_x(origin), shapely.get_y(origin))
-    _, radius = _to_planes(parts[maybe], frames, is_point[maybe])
+    radius = _radius_m(parts[maybe], frames, is_point[maybe])
     big = maybe[radius > MAX_PIECE_RADIUS_M]
     if len(big) == 0:
         return parts, part_site, is_point, footprint, limit

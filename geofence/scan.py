@@ -218,8 +218,11 @@ def build_engine(
     distances: Mapping[str, float] | None = None,
     crs: str | None = None,
     limits: Mapping[str, int] | None = None,
+    keep_geometry: bool = False,
 ):
     """Load layers and policy and compile the engine.
+
+    ``keep_geometry`` keeps the sites' geometry in the engine (the camera audit's view).
 
     Returns
     -------
@@ -229,7 +232,7 @@ def build_engine(
     sites, sources, policy = load_sites(
         layers, sites=sites, policy=policy, tier=tier, distances=distances, crs=crs, limits=limits
     )
-    engine = Engine(sites, policy)
+    engine = Engine(sites, policy, keep_geometry=keep_geometry)
     del sites
     _release_memory()
     return engine, sources
