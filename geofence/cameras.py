@@ -1487,23 +1487,16 @@ def build_camera_engine(
     LayerError
         When the layers hold no site of a category the policy covers.
     """
-    from geofence.layers import load_layers
-    from geofence.scan import build_engine
+    from geofence.scan import build_engine, load_sites
 
-    policy = _camera_policy(policy, tier, distances_m, distance_overrides)
-    sources = []
-    if sites is None:
-        if not layers:
-            raise UsageError(
-                "no site layers given: pass --layers PATH (e.g. sample_data/cameras/ca_public_schools.toml)"
-            )
-        lim = {
-            k: v
-            for k, v in (limits or {}).items()
-            if k in ("max_vertices_per_site", "max_features")
-        }
-        layer = load_layers(list(layers), crs=crs, **lim)
-        sites, sources = layer.sites, layer.sources
+    sites, sources, policy = load_sites(
+        layers,
+        sites=sites,
+        policy=_camera_policy(policy, tier, distances_m, distance_overrides),
+        crs=crs,
+        limits=limits,
+        example_layer="sample_data/cameras/ca_public_schools.toml",
+    )
     cats = sites["category"].astype(str)
     covered = cats.isin(list(policy.categories)).to_numpy()  # hashing: no sort of 100k strings
     if not covered.any():

@@ -247,8 +247,11 @@ def load_sites(
     distances: Mapping[str, float] | None = None,
     crs: str | None = None,
     limits: Mapping[str, int] | None = None,
+    example_layer: str = "sample_data/seattle/schools.toml",
 ):
     """Load and validate layers and policy: what :func:`build_engine` compiles.
+
+    ``example_layer`` is the path the error for missing layers suggests.
 
     Returns
     -------
@@ -265,9 +268,7 @@ def load_sites(
     sources = []
     if sites is None:
         if not layers:
-            raise UsageError(
-                "no site layers given: pass --layers PATH (e.g. sample_data/seattle/schools.toml)"
-            )
+            raise UsageError(f"no site layers given: pass --layers PATH (e.g. {example_layer})")
         lim = {
             k: v
             for k, v in (limits or {}).items()
