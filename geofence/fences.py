@@ -141,16 +141,13 @@ class Segments:
         c_ring, r_idx = shapely.get_coordinates(rings, return_index=True)
         del rings
         c_line, l_idx = shapely.get_coordinates(parts[line], return_index=True)
-        # one chain per ring or line, in piece order (a piece is an area or a line)
-        chain_piece = np.concatenate([ring_piece.astype(np.int64), line])
-        order = np.argsort(chain_piece, kind="stable")
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        ring = rank[np.concatenate([r_idx, l_idx + len(ring_piece)])]
-        o = np.argsort(ring, kind="stable")
-        ring, lonlat = ring[o], np.concatenate([c_ring, c_line])[o]
-        owner = chain_piece[order]
-        vertex_piece = owner[ring]
+        # vertices in piece order; a piece is an area or a line, so the stable sort keeps
+        # each ring's or line's vertices together and in order
+        vertex_piece = np.concatenate([ring_piece.astype(np.int64)[r_idx], line[l_idx]])
+        o = np.argsort(vertex_piece, kind="stable")
+        vertex_piece = vertex_piece[o]
+        ring = np.concatenate([r_idx, l_idx + len(ring_piece)])[o]
+        lonlat = np.concatenate([c_ring, c_line])[o]
         east, north = frames.enu_lonlat(vertex_piece, lonlat[:, 0], lonlat[:, 1])
         coords = np.column_stack([east, north])
         radius = np.zeros(n)
@@ -158,7 +155,7 @@ class Segments:
         same = ring[1:] == ring[:-1]
         start = coords[:-1][same]
         end = coords[1:][same]
-        seg_piece = owner[ring[:-1][same]]
+        seg_piece = vertex_piece[:-1][same]
         ptr = np.zeros(n + 1, np.int64)
         np.cumsum(np.bincount(seg_piece, minlength=n), out=ptr[1:])
         dx = end[:, 0] - start[:, 0]

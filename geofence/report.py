@@ -223,6 +223,8 @@ class CSVWriter(Writer):
     def __init__(self, fh, *, fragment: bool = False, attribution: str | None = None) -> None:
         super().__init__(fh, fragment=fragment, attribution=attribution)
         self._header = True
+        self._prefix_of: pa.Array | None = None
+        self._prefix: pa.Array | None = None
 
     def write(self, t: ScanTables) -> None:
         if t.flagged.num_rows == 0 and not self._header:
@@ -279,7 +281,7 @@ class CSVWriter(Writer):
 
     def _prefixes(self, site_ids: pa.Array) -> pa.Array:
         """``site_id@`` of every site, built once per site table."""
-        if getattr(self, "_prefix_of", None) is not site_ids:
+        if self._prefix_of is not site_ids:
             self._prefix_of = site_ids
             self._prefix = pc.binary_join_element_wise(site_ids, "@", "")
         return self._prefix
