@@ -18,6 +18,7 @@ import pandas as pd
 import shapely
 from pyproj import Geod
 
+from geofence._kernels import edge_distances
 from geofence.errors import LayerError
 from geofence.geodesy import (
     M_PER_DEG_LAT_MIN,
@@ -110,18 +111,15 @@ class Fences:
 class Segments:
     """Planar edges of every area or line piece, grouped by piece (compressed rows).
 
-    Piece ``j`` owns edges ``ptr[j]:ptr[j+1]``; ``area[j]`` says whether it is a polygon
-    (even-odd crossing test for insideness; rings of holes are edges too).
+    Piece ``j`` owns edges ``ptr[j]:ptr[j+1]`` (points own none); ``area[j]`` says
+    whether it is a polygon (even-odd crossing test for insideness; rings of holes are
+    edges too).
     """
 
     ptr: np.ndarray
-    x0: np.ndarray
-    y0: np.ndarray
-    dx: np.ndarray
-    dy: np.ndarray
-    inv_len2: np.ndarray  # 1 / |edge|^2, 0 for degenerate edges
+    edge: np.ndarray  # (m, 4) start east, start north, delta east, delta north
     area: np.ndarray
-    box: np.ndarray | None = None  # (n, 4) east/north bounds of each area piece
+    box: np.ndarray  # (n, 4) east/north bounds of each area piece, NaN for the rest
 
     @classmethod
     def from_parts(
@@ -158,11 +156,7 @@ class Segments:
         seg_piece = vertex_piece[:-1][same]
         ptr = np.zeros(n + 1, np.int64)
         np.cumsum(np.bincount(seg_piece, minlength=n), out=ptr[1:])
-        dx = end[:, 0] - start[:, 0]
-        dy = end[:, 1] - start[:, 1]
-        len2 = dx * dx + dy * dy
-        with np.errstate(divide="ignore"):
-            inv = np.where(len2 > 0, 1.0 / len2, 0.0)
+        edge = np.column_stack([start, end - start])
         # planar bounds of each piece: a read outside them is outside the area, and the
         # crossing test (half of the work) is skipped for it (issue #5)
         box = np.full((n, 4), np.nan)
@@ -175,66 +169,23 @@ class Segments:
             ):
                 fn.at(box[:, col], seg_piece, v)
         box[~area] = np.nan  # lines have no inside
-        segments = cls(ptr, start[:, 0].copy(), start[:, 1].copy(), dx, dy, inv, area, box)
+        segments = cls(ptr, edge, area, box)
         return segments, radius
 
-    def distance(
-        self, piece: np.ndarray, east: np.ndarray, north: np.ndarray, chunk: int = 1 << 21
-    ) -> np.ndarray:
-        """Planar distance from points to their pieces (0 inside areas), all in numpy.
+    def distance(self, piece: np.ndarray, east: np.ndarray, north: np.ndarray) -> np.ndarray:
+        """Planar distance from points to their pieces (0 inside areas).
 
-        Same arithmetic as GEOS (projection onto each edge, clamped), without making a
-        shapely Point per pair; processed in chunks of at most ``chunk`` (pair, edge)
-        entries to keep memory flat.
+        Same arithmetic as GEOS (projection onto each edge, clamped), one compiled pass
+        without a shapely Point per pair (:func:`geofence._kernels.edge_distances`).
         """
-        out = np.empty(len(piece))
-        cnt = self.ptr[piece + 1] - self.ptr[piece]
-        ends = np.cumsum(cnt)
-        lo = 0
-        while lo < len(piece):
-            hi = int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + chunk, side="right"))
-            hi = max(hi, lo + 1)
-            out[lo:hi] = self._distance(piece[lo:hi], east[lo:hi], north[lo:hi], cnt[lo:hi])
-            lo = hi
-        return out
-
-    def _distance(self, piece, east, north, cnt) -> np.ndarray:
-        first = np.cumsum(cnt) - cnt
-        total = int(cnt.sum())
-        pair = np.repeat(np.arange(len(piece)), cnt)
-        seg = np.repeat(self.ptr[piece] - first, cnt) + np.arange(total)
-        px = east[pair] - self.x0[seg]
-        py = north[pair] - self.y0[seg]
-        dx = self.dx[seg]
-        dy = self.dy[seg]
-        t = np.clip((px * dx + py * dy) * self.inv_len2[seg], 0.0, 1.0)
-        ex = px - t * dx
-        ey = py - t * dy
-        d = np.sqrt(np.minimum.reduceat(ex * ex + ey * ey, first)) if total else np.zeros(0)
-        # Insideness only for reads within an area piece's planar bounds (NaN bounds of
-        # lines compare False): an even-odd crossing test of a ray towards +east.
-        b = self.box[piece]
-        inb = np.flatnonzero(
-            (east >= b[:, 0]) & (north >= b[:, 1]) & (east <= b[:, 2]) & (north <= b[:, 3])
+        return edge_distances(
+            np.asarray(piece, np.int64),
+            np.asarray(east, np.float64),
+            np.asarray(north, np.float64),
+            self.ptr,
+            self.edge,
+            self.box,
         )
-        if len(inb):
-            d[inb] = np.where(self._odd(piece[inb], east[inb], north[inb], cnt[inb]), 0.0, d[inb])
-        return d
-
-    def _odd(self, piece, east, north, cnt) -> np.ndarray:
-        """Even-odd test: does a ray towards +east cross the piece's rings an odd number of times?"""
-        first = np.cumsum(cnt) - cnt
-        total = int(cnt.sum())
-        pair = np.repeat(np.arange(len(piece)), cnt)
-        seg = np.repeat(self.ptr[piece] - first, cnt) + np.arange(total)
-        y0 = self.y0[seg]
-        dy = self.dy[seg]
-        n = north[pair]
-        straddle = (y0 > n) != (y0 + dy > n)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xcross = self.x0[seg] + (n - y0) * self.dx[seg] / dy
-        crossing = straddle & (east[pair] < xcross)
-        return (np.add.reduceat(crossing.astype(np.int8), first) & 1).astype(bool)
 
 
 def compile_fences(

@@ -85,6 +85,11 @@ class GridIndex:
         iy = np.floor((np.asarray(lat) + 90.0) / self.cell_lat).astype(np.int64)
         return ix, iy
 
+    def cell_order(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Indices that put positions in grid-cell order (stable)."""
+        ix, iy = self._cell(lon, lat)
+        return np.argsort(iy * self.nx + ix, kind="stable")
+
     def candidates(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(read, piece)`` index arrays of every pair worth an exact test.
 
