@@ -36,6 +36,12 @@ def _load() -> ctypes.CDLL:
     lib.gf_matches_size.argtypes = [_I, *[_P] * 6]
     lib.gf_matches_fill.restype = None
     lib.gf_matches_fill.argtypes = [_I, *[_P] * 9]
+    lib.gf_piece_columns.restype = _I
+    lib.gf_piece_columns.argtypes = []
+    if lib.gf_piece_columns() != PIECE_COLUMNS:  # a stale build of an older _kernels.c
+        raise ImportError(
+            f"{spec.origin} is a stale build; reinstall with `pip install -e .` (needs a C compiler)"
+        )
     return lib
 
 

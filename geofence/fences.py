@@ -47,7 +47,7 @@ class Fences:
         Piece geometry in lon/lat, kept only when asked for (``keep_geometry``): the
         scan needs the edges alone, and 100k sites' geometries are ~50 MB (issue #5).
     is_point : numpy.ndarray
-        bool; point pieces are measured with ``hypot`` and need no GEOS call.
+        bool; point pieces are measured by their distance to the plane origin, without edges.
     footprint_m : numpy.ndarray
         Distance the piece is grown by before the fence applies: the category footprint
         of a point site, or the site's own ``buffer_m`` (an event's extent); else 0.
@@ -111,14 +111,13 @@ class Fences:
 class Segments:
     """Planar edges of every area or line piece, grouped by piece (compressed rows).
 
-    Piece ``j`` owns edges ``ptr[j]:ptr[j+1]`` (points own none); ``area[j]`` says
-    whether it is a polygon (even-odd crossing test for insideness; rings of holes are
-    edges too).
+    Piece ``j`` owns edges ``ptr[j]:ptr[j+1]`` (points own none); polygons have a
+    planar ``box`` (even-odd crossing test for insideness within it; rings of holes are
+    edges too), lines a NaN one.
     """
 
     ptr: np.ndarray
     edge: np.ndarray  # (m, 4) start east, start north, delta east, delta north
-    area: np.ndarray
     box: np.ndarray  # (n, 4) east/north bounds of each area piece, NaN for the rest
 
     @classmethod
@@ -169,7 +168,7 @@ class Segments:
             ):
                 fn.at(box[:, col], seg_piece, v)
         box[~area] = np.nan  # lines have no inside
-        segments = cls(ptr, edge, area, box)
+        segments = cls(ptr, edge, box)
         return segments, radius
 
     def distance(self, piece: np.ndarray, east: np.ndarray, north: np.ndarray) -> np.ndarray:

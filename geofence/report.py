@@ -322,8 +322,8 @@ class CSVWriter(Writer):
 def _number_text(values: np.ndarray) -> pa.Array:
     """Shortest round-trip text of float64 values, each distinct value formatted once.
 
-    Fixed cameras repeat their positions and the distances of their matches, and
-    formatting a double costs ~15x hashing it (issue #5). ``+ 0.0`` makes -0.0 print as
+    Fixed cameras repeat their positions, and formatting a double costs ~15x hashing
+    it (issue #5). ``+ 0.0`` makes -0.0 print as
     0, so the text of a value never depends on which sign of zero came first.
     """
     enc = pc.dictionary_encode(pa.array(np.asarray(values, np.float64) + 0.0))
