@@ -122,54 +122,26 @@ class Segments:
 
     @classmethod
     def from_parts(
-        cls, parts: np.ndarray, frames: Frames, is_point: np.ndarray
+        cls, parts: np.ndarray, frames: Frames, is_point: np.ndarray, chunk: int = 16_384
     ) -> tuple[Segments, np.ndarray]:
         """The planar edges of every ring or line of each lon/lat piece, and each piece's
         radius (farthest vertex from its plane origin; 0 for points).
 
         Straight from coordinates: no planar or boundary geometry is built, which held
-        ~250 MB at once for 100k sites (issue #5).
+        ~250 MB at once for 100k sites (issue #5). Pieces are taken ``chunk`` at a time:
+        the coordinate temporaries of all 100k sites at once raised the peak by 100 MB.
         """
         n = len(parts)
-        dims = shapely.get_dimensions(parts) if n else np.empty(0, int)
-        area = dims == 2
-        line = np.flatnonzero(dims == 1)
-        rings, ring_piece = shapely.get_rings(np.where(area, parts, None), return_index=True)
-        c_ring, r_idx = shapely.get_coordinates(rings, return_index=True)
-        del rings
-        c_line, l_idx = shapely.get_coordinates(parts[line], return_index=True)
-        # vertices in piece order; a piece is an area or a line, so the stable sort keeps
-        # each ring's or line's vertices together and in order
-        vertex_piece = np.concatenate([ring_piece.astype(np.int64)[r_idx], line[l_idx]])
-        o = np.argsort(vertex_piece, kind="stable")
-        vertex_piece = vertex_piece[o]
-        ring = np.concatenate([r_idx, l_idx + len(ring_piece)])[o]
-        lonlat = np.concatenate([c_ring, c_line])[o]
-        east, north = frames.enu_lonlat(vertex_piece, lonlat[:, 0], lonlat[:, 1])
-        coords = np.column_stack([east, north])
-        radius = np.zeros(n)
-        np.maximum.at(radius, vertex_piece, np.hypot(east, north))
-        same = ring[1:] == ring[:-1]
-        start = coords[:-1][same]
-        end = coords[1:][same]
-        seg_piece = vertex_piece[:-1][same]
         ptr = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(seg_piece, minlength=n), out=ptr[1:])
-        edge = np.column_stack([start, end - start])
-        # planar bounds of each piece: a read outside them is outside the area, and the
-        # crossing test (half of the work) is skipped for it (issue #5)
+        radius = np.zeros(n)
         box = np.full((n, 4), np.nan)
-        if len(seg_piece):
-            for col, fn, v in (
-                (0, np.fmin, start[:, 0]),
-                (1, np.fmin, start[:, 1]),
-                (2, np.fmax, start[:, 0]),
-                (3, np.fmax, start[:, 1]),
-            ):
-                fn.at(box[:, col], seg_piece, v)
-        box[~area] = np.nan  # lines have no inside
-        segments = cls(ptr, edge, box)
-        return segments, radius
+        edges = [np.empty((0, 4))]
+        for lo in range(0, n, chunk):
+            hi = min(lo + chunk, n)
+            edge, ptr[lo + 1 : hi + 1], radius[lo:hi], box[lo:hi] = _edges(parts[lo:hi], lo, frames)
+            edges.append(edge)
+        np.cumsum(ptr, out=ptr)
+        return cls(ptr, np.concatenate(edges), box), radius
 
     def distance(self, piece: np.ndarray, east: np.ndarray, north: np.ndarray) -> np.ndarray:
         """Planar distance from points to their pieces (0 inside areas).
@@ -185,6 +157,74 @@ class Segments:
             self.edge,
             self.box,
         )
+
+
+def _edges(parts: np.ndarray, first: int, frames: Frames):
+    """Edges, edge counts, radii and planar boxes of pieces ``first, first + 1, ...``."""
+    n = len(parts)
+    dims = shapely.get_dimensions(parts) if n else np.empty(0, int)
+    area = dims == 2
+    line = np.flatnonzero(dims == 1)
+    rings, ring_piece = shapely.get_rings(np.where(area, parts, None), return_index=True)
+    c_ring, r_idx = shapely.get_coordinates(rings, return_index=True)
+    del rings
+    c_line, l_idx = shapely.get_coordinates(parts[line], return_index=True)
+    # vertices in piece order; a piece is an area or a line, so the stable sort keeps
+    # each ring's or line's vertices together and in order
+    vertex_piece = np.concatenate([ring_piece.astype(np.int64)[r_idx], line[l_idx]])
+    o = np.argsort(vertex_piece, kind="stable")
+    vertex_piece = vertex_piece[o]
+    ring = np.concatenate([r_idx, l_idx + len(ring_piece)])[o]
+    lonlat = np.concatenate([c_ring, c_line])[o]
+    del c_ring, c_line, o
+    east, north = frames.enu_lonlat(vertex_piece + first, lonlat[:, 0], lonlat[:, 1])
+    del lonlat
+    radius = np.zeros(n)
+    np.maximum.at(radius, vertex_piece, np.hypot(east, north))
+    same = ring[1:] == ring[:-1]
+    seg_piece = vertex_piece[:-1][same]
+    edge = np.empty((len(seg_piece), 4))
+    edge[:, 0] = east[:-1][same]
+    edge[:, 1] = north[:-1][same]
+    edge[:, 2] = east[1:][same] - edge[:, 0]
+    edge[:, 3] = north[1:][same] - edge[:, 1]
+    # planar bounds of each piece: a read outside them is outside the area, and the
+    # crossing test (half of the work) is skipped for it (issue #5)
+    box = np.full((n, 4), np.nan)
+    if len(seg_piece):
+        for col, fn, v in (
+            (0, np.fmin, edge[:, 0]),
+            (1, np.fmin, edge[:, 1]),
+            (2, np.fmax, edge[:, 0]),
+            (3, np.fmax, edge[:, 1]),
+        ):
+            fn.at(box[:, col], seg_piece, v)
+    box[~area] = np.nan  # lines have no inside
+    return edge, np.bincount(seg_piece, minlength=n), radius, box
+
+
+def _parts(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The single parts of ``geoms`` in order, and the index of the geometry of each.
+
+    Single-part geometries are passed on as they are: :func:`shapely.get_parts` clones
+    every geometry, 40 MB more at 100k sites (issue #5).
+    """
+    multi = np.flatnonzero(shapely.get_type_id(geoms) >= 4)
+    if len(multi) == 0:
+        return geoms, np.arange(len(geoms), dtype=np.int64)
+    counts = np.ones(len(geoms), np.int64)
+    counts[multi] = shapely.get_num_geometries(geoms[multi])
+    site = np.repeat(np.arange(len(geoms), dtype=np.int64), counts)
+    first = np.cumsum(counts) - counts
+    parts = np.empty(len(site), dtype=object)
+    single = np.flatnonzero(counts == 1)
+    single = single[~np.isin(single, multi)]
+    parts[first[single]] = geoms[single]
+    sub, idx = shapely.get_parts(geoms[multi], return_index=True)
+    c = counts[multi]
+    rank = np.arange(len(sub)) - np.repeat(np.cumsum(c) - c, c)
+    parts[first[multi][idx] + rank] = sub
+    return parts, site
 
 
 def compile_fences(
@@ -222,9 +262,7 @@ def compile_fences(
         [policy.categories[c].footprint_m for c in categories], dtype=np.float64
     )
 
-    geoms = np.asarray(sel.geometry.values, dtype=object)
-    parts, part_site = shapely.get_parts(geoms, return_index=True)
-    part_site = part_site.astype(np.int64)
+    parts, part_site = _parts(np.asarray(sel.geometry.values, dtype=object))
     is_point = shapely.get_type_id(parts) == 0
     # Areas and lines are fenced from their edge; points are first grown by the footprint.
     footprint = np.where(is_point, foot_by_code[cat_code[part_site]], 0.0)

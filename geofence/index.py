@@ -68,17 +68,25 @@ class GridIndex:
         self.always = box_piece[huge]
         ok = ~huge
         ix0, iy0, kx, n = ix0[ok], iy0[ok], kx[ok], n[ok]
-        piece = np.repeat(box_piece[ok], n)
-        first = np.repeat(np.cumsum(n) - n, n)
-        local = np.arange(int(n.sum()), dtype=np.int64) - first
+        # one entry per (cell, piece); built in place, as the table is ~1M entries at
+        # 100k sites and each temporary is 8 MB (issue #5: peak memory)
+        local = np.arange(int(n.sum()), dtype=np.int64)
+        local -= np.repeat(np.cumsum(n) - n, n)
         kxr = np.repeat(kx, n)
-        cx = np.repeat(ix0, n) + local % kxr
-        cy = np.repeat(iy0, n) + local // kxr
-        key = cy * self.nx + cx
+        key = np.repeat(iy0, n) + local // kxr
+        key *= self.nx
+        key += np.repeat(ix0, n)
+        key += local % kxr
+        del local, kxr
         order = np.argsort(key, kind="stable")
         key = key[order]
-        self.piece = piece[order]
-        self.keys, self.start, self.count = np.unique(key, return_index=True, return_counts=True)
+        self.piece = np.repeat(box_piece[ok], n)[order]
+        del order
+        run = np.ones(len(key), dtype=bool)
+        run[1:] = key[1:] != key[:-1]
+        self.start = np.flatnonzero(run)
+        self.keys = key[self.start]
+        self.count = np.diff(np.append(self.start, len(key)))
 
     def _cell(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ix = np.floor((np.asarray(lon) + 180.0) / self.cell_lon).astype(np.int64)

@@ -65,7 +65,7 @@ import sys
 import threading
 import zlib
 import zoneinfo
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,7 +359,8 @@ class ReadStream:
             self._src.close()
             raise
         self._part_gen = self._parts()
-        self._gen = _rebatch(self._part_gen, batch_size, keep_raw=keep_raw)
+        # the scan may resize the batches as it goes (geofence.scan.BATCH_MATCHES)
+        self._gen = _rebatch(self._part_gen, lambda: self.batch_size, keep_raw=keep_raw)
 
     # -- protocol ---------------------------------------------------------------------
 
@@ -1928,9 +1929,14 @@ def _check_timezone(tz: str) -> None:
 # Batching: parts (one per chunk) -> batches of exactly batch_size rows
 
 
-def _rebatch(parts: Iterator[_Part], batch_size: int, *, keep_raw: bool) -> Iterator[ReadBatch]:
+def _rebatch(
+    parts: Iterator[_Part], batch_size: int | Callable[[], int], *, keep_raw: bool
+) -> Iterator[ReadBatch]:
+    """Batches of ``batch_size`` rows; a callable is asked again for every batch."""
+    size = batch_size if callable(batch_size) else lambda: batch_size
     pending: list[_Part] = []
     have = 0
+    batch_size = size()
     for part in parts:
         pos, n = 0, len(part)
         while pos < n:
@@ -1941,6 +1947,7 @@ def _rebatch(parts: Iterator[_Part], batch_size: int, *, keep_raw: bool) -> Iter
             if have == batch_size:
                 yield _join(pending, keep_raw)
                 pending, have = [], 0
+                batch_size = size()
     if have:
         yield _join(pending, keep_raw)
 

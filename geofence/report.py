@@ -349,9 +349,16 @@ class Summary:
     _pending: dict = field(default_factory=dict, repr=False, compare=False)
 
     def add(
-        self, reason: np.ndarray, flagged: np.ndarray, category, site_id, agency, camera
+        self,
+        reason: np.ndarray,
+        flagged: np.ndarray,
+        category=None,
+        site_id=None,
+        agency=None,
+        camera=None,
     ) -> None:
-        """Count one batch: ``reason`` codes of all reads, and per flagged read its labels."""
+        """Count one batch: ``reason`` codes of all reads, and per flagged read its labels
+        (or give the labels with :meth:`add_labels`, in pieces)."""
         n = len(reason)
         rej = reason != 0
         n_rej = int(rej.sum())
@@ -363,6 +370,10 @@ class Summary:
         codes, counts = np.unique(reason[rej], return_counts=True)
         for c, k in zip(codes.tolist(), counts.tolist(), strict=True):
             self.rejected_by_reason[REJECT_REASONS[c]] += k
+        self.add_labels(category, site_id, agency, camera)
+
+    def add_labels(self, category, site_id, agency, camera) -> None:
+        """Count the labels of flagged reads (already counted by :meth:`add`)."""
         for name, values in (
             ("flagged_by_category", category),
             ("flagged_by_site", site_id),

@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from geofence import _memory
 from geofence._pipeline import OutputThread
 from geofence._version import __version__
 from geofence.atomic import atomic_output
 from geofence.engine import Engine, Matches
 from geofence.errors import UsageError
 from geofence.model import REASON_CODE, ReadBatch
+from geofence.reads import ReadStream
 from geofence.report import (
     DISTANCE_DECIMALS,
     FORMATS,
@@ -44,9 +46,26 @@ from geofence.rows import append_fields
 STATUS_CLEAN, STATUS_FLAGGED, STATUS_REJECTED = 0, 1, 2
 
 SCAN_BATCH = 65_536
-"""Reads per batch. With dense fences (100k sites, 8 matches per read) a batch's report
-rows are ~300 MB at 262k reads; at 64k the scan's peak memory stays under the issue's
-500 MB while the per-batch overhead is still negligible (issue #5)."""
+"""Reads per batch, at most. With dense fences (100k sites, 8 matches per read) a batch's
+report rows are ~300 MB at 262k reads; 64k keeps the per-batch overhead negligible
+(issue #5). Dense logs get smaller batches (:data:`BATCH_MATCHES`)."""
+
+BATCH_MATCHES = 262_144
+"""Matches per batch the scan aims at: after each batch the next one is sized from its
+matches per read, between :data:`MIN_BATCH` and :data:`SCAN_BATCH` reads. At 100k sites
+(8 matches per read) a batch of 64k reads grew the resident size by ~75 MB before memory
+could be handed back, and the 10M-read scan peaked at 510 MB; 32k reads keep it at
+435 MB at the same speed. At 10k sites (0.8 per read) batches stay 64k (issue #5)."""
+
+MIN_BATCH = 8_192
+"""Fewest reads per batch when sizing by matches: below it per-batch overhead shows."""
+
+
+def _batch_size(matches: int, reads: int) -> int:
+    """Reads of the next batch after one of ``reads`` reads with ``matches`` matches."""
+    if matches <= 0:
+        return SCAN_BATCH
+    return int(min(max(BATCH_MATCHES * max(reads, 1) // matches, MIN_BATCH), SCAN_BATCH))
 
 
 @dataclass
@@ -126,10 +145,16 @@ class Labeller:
         self.site_cat = f.site_cat_code
         self.tier = pol.tier
 
-    def tables(self, res: ScanResult, source: str | None = None) -> ScanTables:
-        """Build the report rows of the flagged reads of one batch."""
+    def tables(
+        self, res: ScanResult, source: str | None = None, rows: np.ndarray | None = None
+    ) -> ScanTables:
+        """Build the report rows of the flagged reads of one batch.
+
+        ``rows``: the flagged reads to label (indices into the batch, ascending);
+        all of them by default.
+        """
         m = res.matches
-        flagged = np.flatnonzero(m.flagged)
+        flagged = np.flatnonzero(m.flagged) if rows is None else rows
         fm = m.take(flagged)
         near_site, near_dist = fm.nearest()
         cat = self.site_cat[near_site]
@@ -288,12 +313,7 @@ def _release_memory() -> None:
     import gc
 
     gc.collect()
-    pa.default_memory_pool().release_unused()
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
+    _memory.release()
 
 
 def iter_reads(
@@ -555,24 +575,33 @@ class PartitionScan:
     reads_positioned: int
 
 
+OUTPUT_PAIRS = 131_072
+"""Most (read, site) matches labelled and written at once. A batch of 64k reads holds
+~540k matches at 100k dense sites; labelling and formatting them in one go held ~100 MB
+of report text and copies at a time, over the issue's 500 MB (issue #5). At 10k sites a
+batch is one piece (~50k matches), so nothing changes there."""
+
+
 def _output_batch(
     lab: Labeller, res: ScanResult, stream, label, writer, rejects, totals: Summary
 ) -> None:
     """The output stage of one batch: report rows, rejects, counts (output thread)."""
-    t = lab.tables(res, source=label)
-    if writer is not None:
-        writer.write(t)
     if rejects is not None:
         rejects.write(stream, res)
-    fl = t.flagged
-    totals.add(
-        res.reason,
-        res.matches.flagged & (res.reason == 0),
-        fl.column("category"),
-        fl.column("site_id"),
-        fl.column("agency"),
-        fl.column("camera_id"),
-    )
+    m = res.matches
+    flagged = m.flagged
+    totals.add(res.reason, flagged & (res.reason == 0))
+    rows = np.flatnonzero(flagged)
+    # cut where the running count of matches passes each multiple of OUTPUT_PAIRS
+    cuts = np.searchsorted(m.ptr[rows + 1], np.arange(OUTPUT_PAIRS, m.ptr[-1], OUTPUT_PAIRS))
+    for part in np.split(rows, np.unique(cuts[(cuts > 0) & (cuts < len(rows))])):
+        t = lab.tables(res, source=label, rows=part)
+        if writer is not None:
+            writer.write(t)
+        fl = t.flagged
+        totals.add_labels(
+            fl.column("category"), fl.column("site_id"), fl.column("agency"), fl.column("camera_id")
+        )
 
 
 def scan_partition(
@@ -608,6 +637,7 @@ def scan_partition(
 
     totals = Summary()
     cam: dict = {}
+    governor = _memory.Governor()
     with open_partition(
         part,
         storage_options,
@@ -625,6 +655,9 @@ def scan_partition(
                     _output_batch, setup.labeller, res, stream, part.label, writer, rejects, totals
                 )
             )
+            governor.check()
+            if setup.batch_size is None and isinstance(stream, ReadStream):
+                stream.batch_size = _batch_size(len(res.matches.site), len(res.batch))
             if progress:
                 progress(len(res.batch))
         doc = _input_doc(part.input.url, stream)

@@ -231,3 +231,40 @@ def test_no_sites_and_no_reads():
     assert m.flagged.tolist() == [False]
     eng = Engine(_sites([_polygon(0, 0)]), make_policy(D))
     assert len(eng.match(np.empty(0), np.empty(0)).ptr) == 1
+
+
+def test_parts_and_chunked_edges_equal_shapely_and_one_pass():
+    """Single parts passed on without clones, multi-parts split in order, and the edges
+    compiled a few pieces at a time, equal shapely's parts and a single pass (issue #5)."""
+    from geofence.fences import Segments, _parts
+    from geofence.geodesy import Frames
+
+    sq = lambda x, y, h=0.001: shapely.box(x - h, y - h, x + h, y + h)  # noqa: E731
+    holed = shapely.Polygon(sq(0, 47, 0.002).exterior.coords, [sq(0, 47, 0.0005).exterior.coords])
+    geoms = np.array(
+        [
+            sq(1, 47),
+            shapely.MultiPolygon([sq(2, 47), sq(2.01, 47)]),
+            shapely.Point(3, 47),
+            shapely.MultiPolygon([sq(4, 47)]),
+            holed,
+            shapely.LineString([(5, 47), (5.001, 47.001), (5.002, 47)]),
+            shapely.MultiPoint([(6, 47), (6.001, 47)]),
+        ],
+        dtype=object,
+    )
+    parts, site = _parts(geoms)
+    want, want_site = shapely.get_parts(geoms, return_index=True)
+    assert list(site) == list(want_site)
+    assert all(shapely.equals_exact(parts, want, tolerance=0))
+    assert parts[0] is geoms[0]  # not a clone
+
+    origin = shapely.point_on_surface(parts)
+    frames = Frames(shapely.get_x(origin), shapely.get_y(origin))
+    is_point = shapely.get_type_id(parts) == 0
+    one, r1 = Segments.from_parts(parts, frames, is_point)
+    few, r2 = Segments.from_parts(parts, frames, is_point, chunk=2)
+    assert np.array_equal(one.ptr, few.ptr) and np.array_equal(one.edge, few.edge)
+    assert np.array_equal(one.box, few.box, equal_nan=True) and np.array_equal(r1, r2)
+    # a square of side 222 m holds 4 edges; the holed square 8; points none
+    assert list(np.diff(one.ptr)[:4]) == [4, 4, 4, 0]

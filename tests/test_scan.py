@@ -293,3 +293,47 @@ def test_summary_label_counts_equal_a_plain_count(monkeypatch):
     assert summary.flagged_by_camera == want_cam
     assert summary.flagged_by_agency == want_cam
     assert sum(doc["flagged_by_category"].values()) == 538
+
+
+def test_batches_sized_by_matches_and_split_output_keep_the_bytes(world, tmp_path, monkeypatch):
+    """Batches resized from their matches per read, and output written in pieces of a
+    few matches (issue #5: memory at dense sites), give the bytes of one fixed batch."""
+    import geofence.scan as gscan
+
+    fixed, fixed_s = tmp_path / "fixed.csv", tmp_path / "fixed.json"
+    args = ["--format", "csv", "--deterministic"]
+    assert (
+        _scan(
+            world, "--out", str(fixed), "--summary", str(fixed_s), "--batch-size", "5000", *args
+        ).exit_code
+        == 0
+    )
+
+    sizes = []
+    real = gscan.scan_batches
+
+    def counting(batches, engine):
+        for res in real(batches, engine):
+            sizes.append(len(res.batch))
+            yield res
+
+    monkeypatch.setattr(gscan, "scan_batches", counting)
+    monkeypatch.setattr(gscan, "SCAN_BATCH", 400)
+    monkeypatch.setattr(gscan, "MIN_BATCH", 50)
+    monkeypatch.setattr(gscan, "BATCH_MATCHES", 30)
+    monkeypatch.setattr(gscan, "OUTPUT_PAIRS", 7)
+    out, summ = tmp_path / "adaptive.csv", tmp_path / "adaptive.json"
+    assert _scan(world, "--out", str(out), "--summary", str(summ), *args).exit_code == 0
+    assert sizes[0] == 400 and len(set(sizes[:-1])) > 1  # the batches were resized
+    assert sum(sizes) == world["n"]
+    assert out.read_bytes() == fixed.read_bytes()
+    assert summ.read_bytes() == fixed_s.read_bytes()
+
+
+def test_batch_size_rule():
+    from geofence.scan import BATCH_MATCHES, MIN_BATCH, SCAN_BATCH, _batch_size
+
+    assert _batch_size(0, 1000) == SCAN_BATCH  # nothing matched: the largest batch
+    assert _batch_size(800, 1000) == SCAN_BATCH  # sparse (10k sites): unchanged
+    assert _batch_size(8 * 1000, 1000) == BATCH_MATCHES // 8  # dense (100k sites)
+    assert _batch_size(10**9, 1000) == MIN_BATCH

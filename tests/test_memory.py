@@ -1,0 +1,32 @@
+"""The scan's memory governor (issue #5): hands freed memory back only above its target."""
+
+from __future__ import annotations
+
+import pytest
+
+from geofence import _memory
+
+
+def test_resident_size_is_read():
+    rss = _memory.resident_mb()
+    if rss is None:
+        pytest.skip("no /proc/self/statm here")
+    assert 5 < rss < 100_000
+
+
+def test_governor_releases_only_above_its_target(monkeypatch):
+    if _memory.resident_mb() is None:
+        pytest.skip("no /proc/self/statm here")
+    calls = []
+    monkeypatch.setattr(_memory, "release", lambda: calls.append(1))
+    high = _memory.Governor(target_mb=10**9)
+    high.check()
+    assert calls == [] and high.releases == 0
+    low = _memory.Governor(target_mb=1)
+    low.check()
+    low.check()
+    assert calls == [1, 1] and low.releases == 2
+
+
+def test_release_runs():
+    _memory.release()  # Arrow's pool and malloc_trim: must not raise on any platform
