@@ -96,6 +96,53 @@ void gf_edge_distances(int64_t n, const int64_t *piece, const double *east, cons
     }
 }
 
+/* Sort each run of equal read[] (runs are contiguous) by dist, stable, carrying site
+ * along, and keep only the first (nearest) pair of a site that appears twice in a run
+ * (a site cut into pieces): insertion sort and a scan of the run, as a read's run is
+ * a handful of sites (4.5 at 100k dense sites). The pairs are compacted in place;
+ * returns how many are left, or -1 (nothing changed) if a run is longer than max_run. */
+int64_t gf_sort_runs(int64_t n, int64_t *read, double *dist, int64_t *site, int64_t max_run) {
+    for (int64_t i = 0; i < n;) {
+        int64_t j = i + 1;
+        while (j < n && read[j] == read[i]) j++;
+        if (j - i > max_run) return -1;
+        i = j;
+    }
+    int64_t out = 0;
+    for (int64_t i = 0; i < n;) {
+        int64_t j = i + 1;
+        while (j < n && read[j] == read[i]) j++;
+        for (int64_t k = i + 1; k < j; k++) {
+            double d = dist[k];
+            int64_t s = site[k], m = k - 1;
+            while (m >= i && dist[m] > d) {
+                dist[m + 1] = dist[m];
+                site[m + 1] = site[m];
+                m--;
+            }
+            dist[m + 1] = d;
+            site[m + 1] = s;
+        }
+        int64_t first = out;
+        for (int64_t k = i; k < j; k++) {
+            int seen = 0;
+            for (int64_t m = first; m < out; m++) {
+                if (site[m] == site[k]) {
+                    seen = 1;
+                    break;
+                }
+            }
+            if (seen) continue;
+            read[out] = read[k];
+            dist[out] = dist[k];
+            site[out] = site[k];
+            out++;
+        }
+        i = j;
+    }
+    return out;
+}
+
 /* Text of v >= 0 millimetres as metres, trailing zeros dropped: 112263 -> "112.263",
  * 119700 -> "119.7", 150000 -> "150" (Arrow's shortest round trip of v / 1000). */
 static int mm_len(int64_t v) {

@@ -36,6 +36,8 @@ def _load() -> ctypes.CDLL:
     lib.gf_matches_size.argtypes = [_I, *[_P] * 6]
     lib.gf_matches_fill.restype = None
     lib.gf_matches_fill.argtypes = [_I, *[_P] * 9]
+    lib.gf_sort_runs.restype = _I
+    lib.gf_sort_runs.argtypes = [_I, _P, _P, _P, _I]
     lib.gf_piece_columns.restype = _I
     lib.gf_piece_columns.argtypes = []
     if lib.gf_piece_columns() != PIECE_COLUMNS:  # a stale build of an older _kernels.c
@@ -88,6 +90,31 @@ def exact_pairs(read, piece, x, y, z, table, edge) -> tuple[np.ndarray, np.ndarr
     dist = np.empty(n, np.float64)
     k = _LIB.gf_exact_pairs(n, *map(_ptr, (read, piece, x, y, z, table, edge, keep, dist)))
     return keep[:k], dist[:k]
+
+
+MAX_RUN = 64
+"""Longest run :func:`sort_runs` takes (its sort is quadratic in a run's length)."""
+
+
+def sort_runs(read, dist, site) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each run of equal ``read`` sorted by distance (stable), a site's nearest pair only.
+
+    ``read`` must be non-decreasing (pairs grouped by read, as the grid gives them).
+    Returns ``(read, dist, site)`` without the farther pairs of a site met twice by one
+    read (its pieces), or None if a run is longer than :data:`MAX_RUN`.
+    """
+    read = np.array(read, dtype=np.int64)  # copies: compacted in place
+    dist = np.array(dist, dtype=np.float64)
+    site = np.array(site, dtype=np.int64)
+    n = len(read)
+    if read.ndim != 1 or dist.shape != (n,) or site.shape != (n,):
+        raise ValueError("read, dist and site must be 1-d and of one length")
+    if n > 1 and (read[1:] < read[:-1]).any():
+        raise ValueError("read is not grouped in ascending order")
+    k = _LIB.gf_sort_runs(n, _ptr(read), _ptr(dist), _ptr(site), MAX_RUN)
+    if k < 0:
+        return None
+    return read[:k], dist[:k], site[:k]
 
 
 def edge_distances(piece, east, north, ptr, edge, box) -> np.ndarray:

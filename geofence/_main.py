@@ -12,6 +12,9 @@ def main() -> None:
     # back by malloc_trim when a dense scan runs high (geofence._memory); mimalloc kept
     # ~90 MB more at 100k sites (issue #5). An explicit choice of the user's stays.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    # geofence makes no BLAS calls, but OpenBLAS's second thread spins for a while after
+    # numpy loads it: 0.2 CPU-s of every run on two cores (measured with perf; issue #5).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         from geofence.cli import cli
 

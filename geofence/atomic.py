@@ -9,6 +9,7 @@ which is streamed as it is written.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import sys
@@ -19,19 +20,47 @@ from typing import BinaryIO
 
 from geofence.errors import GeofenceError
 
+_WRITEBACK_BYTES = 32 << 20
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start write-out of dirty pages, do not wait
+
+
+def _load_sync_file_range():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return fn
+
+
+_SFR = _load_sync_file_range()
+
 
 class _HashingWriter:
-    """A binary writer that also keeps the SHA-256 and size of what went through it."""
+    """A binary writer that also keeps the SHA-256 and size of what went through it.
 
-    def __init__(self, fh: BinaryIO) -> None:
+    With ``writeback`` (a regular file), every 32 MiB written are handed to the disk
+    without waiting (``sync_file_range``), so that the fsync that ends an atomic output
+    has little left to do: it took 0.25 s at the end of a 665 MB report (issue #5).
+    """
+
+    def __init__(self, fh: BinaryIO, *, writeback: bool = False) -> None:
         self._fh = fh
         self._h = hashlib.sha256()
         self.size = 0
+        self._synced = 0 if writeback and _SFR is not None else None
 
     def write(self, data: bytes) -> int:
         self._h.update(data)
         self.size += len(data)
-        return self._fh.write(data)
+        n = self._fh.write(data)
+        if self._synced is not None and self.size - self._synced >= _WRITEBACK_BYTES:
+            self._fh.flush()
+            _SFR(self._fh.fileno(), self._synced, self.size - self._synced, _SYNC_FILE_RANGE_WRITE)
+            self._synced = self.size
+        return n
 
     def flush(self) -> None:
         self._fh.flush()
@@ -70,7 +99,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[_HashingWriter]:
         ) from None
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-            w = _HashingWriter(fh)
+            w = _HashingWriter(fh, writeback=True)
             yield w
             fh.flush()
             os.fsync(fh.fileno())

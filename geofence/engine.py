@@ -226,25 +226,24 @@ def _to_matches(n, read, site, dist, *, multi_site: np.ndarray | None) -> Matche
     keeps the nearer. Equal distances keep the candidates' order (piece order), which
     does not depend on the batching.
     """
-    if multi_site is not None and len(read):
-        dup = multi_site[site]
-        if dup.any():
-            k = np.flatnonzero(dup)
-            k = k[np.lexsort((dist[k], site[k], read[k]))]
-            first = np.ones(len(k), dtype=bool)
-            first[1:] = (read[k][1:] != read[k][:-1]) | (site[k][1:] != site[k][:-1])
-            keep = np.concatenate([np.flatnonzero(~dup), k[first]])
-            keep.sort()  # back to candidate order
-            read, site, dist = read[keep], site[keep], dist[keep]
-    if len(read):
-        # One stable sort on read + scaled distance (the fraction stays below 0.5):
-        # candidates already come grouped by read, so timsort finds long runs, and this
-        # replaced two lexsorts that cost as much as the exact test at 100k sites
-        # (issue #5). Distances closer than ~1e-8 m may order by piece: reports round
-        # to the millimetre.
-        scale = 0.5 / (float(dist.max()) + 1.0)
-        o = np.argsort(read + dist * scale, kind="stable")
+    # Candidates come grouped by read (ascending), so each read's few sites are sorted
+    # and a cut site's farther pieces dropped in one compiled pass (issue #5: the
+    # lexsort and the global stable sort it replaced took 0.36 s per 1M reads at 100k
+    # sites). Equal distances keep the candidates' order (piece order), which does not
+    # depend on the batching.
+    runs = None
+    if len(read) and not (read[1:] < read[:-1]).any():
+        runs = K.sort_runs(read, dist, site)
+    if runs is not None:
+        read, dist, site = runs
+    elif len(read):  # pieces checked against every read, or a read near very many sites
+        o = np.lexsort((dist, read))
         read, site, dist = read[o], site[o], dist[o]
+        if multi_site is not None:
+            pair = read * (int(site.max()) + 1) + site
+            _, first = np.unique(pair, return_index=True)  # first = nearest, then earliest
+            keep = np.sort(first)
+            read, site, dist = read[keep], site[keep], dist[keep]
     ptr = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(read, minlength=n), out=ptr[1:])
     return Matches(ptr, site, dist)

@@ -133,3 +133,64 @@ def test_exact_pairs_keeps_what_its_limit_says_and_refuses_bad_indices():
     bad[7] = n_pieces + 1
     with pytest.raises(ValueError, match="out of range"):
         K.exact_pairs(read, bad, x, y, z, table, edge)
+
+
+def _runs_reference(read, dist, site):
+    """Plain Python: per read, pairs by distance then candidate order; a site's first only."""
+    out = []
+    for r in sorted(set(read.tolist())):
+        idx = [i for i in range(len(read)) if read[i] == r]
+        idx.sort(key=lambda i: (dist[i], i))
+        seen = set()
+        for i in idx:
+            if site[i] not in seen:
+                seen.add(site[i])
+                out.append((r, dist[i], site[i]))
+    return out
+
+
+def test_sort_runs_equals_a_plain_sort_and_keeps_a_sites_nearest_pair():
+    rng = np.random.default_rng(9)
+    read = np.sort(rng.integers(0, 400, 3000))
+    # few distinct sites and distances, so that repeats and ties are common
+    site = rng.integers(0, 12, len(read))
+    dist = rng.integers(0, 6, len(read)).astype(float) * 0.5
+    got_read, got_dist, got_site = K.sort_runs(read, dist, site)
+    want = _runs_reference(read, dist, site)
+    assert list(zip(got_read.tolist(), got_dist.tolist(), got_site.tolist(), strict=True)) == want
+    assert len(want) < len(read)  # some pairs were dropped
+
+
+def test_sort_runs_leaves_long_runs_and_refuses_ungrouped_reads():
+    n = K.MAX_RUN + 1
+    read, dist, site = np.zeros(n, np.int64), np.arange(n, 0, -1.0), np.arange(n)
+    assert K.sort_runs(read, dist, site) is None
+    assert dist[0] == n  # the caller's arrays are not touched
+    assert K.sort_runs(read[: K.MAX_RUN], dist[: K.MAX_RUN], site[: K.MAX_RUN]) is not None
+    with pytest.raises(ValueError, match="grouped"):
+        K.sort_runs(np.array([1, 0]), np.zeros(2), np.zeros(2, np.int64))
+
+
+def test_to_matches_numpy_path_equals_the_compiled_pass(monkeypatch):
+    from geofence import engine
+
+    rng = np.random.default_rng(3)
+    read = np.sort(rng.integers(0, 300, 2500))
+    site = rng.integers(0, 20, len(read))
+    dist = rng.integers(0, 8, len(read)) * 0.25
+    multi = np.zeros(20, bool)
+    multi[::3] = True
+    fast = engine._to_matches(300, read, site, dist, multi_site=multi)
+    monkeypatch.setattr(engine.K, "sort_runs", lambda *a: None)  # as for a long run
+    slow = engine._to_matches(300, read, site, dist, multi_site=multi)
+    for name in ("ptr", "site", "distance_m"):
+        assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+    # pairs not grouped by read (events, always-checked pieces) take the numpy path too
+    o = rng.permutation(len(read))
+    ung = engine._to_matches(300, read[o], site[o], dist[o], multi_site=multi)
+    assert np.array_equal(fast.ptr, ung.ptr) and np.array_equal(fast.distance_m, ung.distance_m)
+    for i in range(300):
+        a = slice(fast.ptr[i], fast.ptr[i + 1])
+        assert sorted(zip(fast.distance_m[a], fast.site[a], strict=True)) == sorted(
+            zip(ung.distance_m[a], ung.site[a], strict=True)
+        )
