@@ -19,9 +19,12 @@ def test_governor_releases_only_above_its_target(monkeypatch):
         pytest.skip("no /proc/self/statm here")
     calls = []
     monkeypatch.setattr(_memory, "release", lambda: calls.append(1))
-    high = _memory.Governor(target_mb=10**9)
+    high = _memory.Governor(target_mb=10**9, headroom_mb=10**9)
     high.check()
     assert calls == [] and high.releases == 0
+    # the target is the start's resident size plus the headroom, when that is less
+    near = _memory.Governor(target_mb=10**9, headroom_mb=50)
+    assert near.target_mb < 10**9 and abs(near.target_mb - (_memory.resident_mb() + 50)) < 20
     low = _memory.Governor(target_mb=1)
     low.check()
     low.check()
