@@ -3,7 +3,8 @@
  * Two loops dominated a dense scan after everything else was vectorised (100k sites,
  * per 1M reads): the exact test of candidate (read, piece) pairs, ~14M point-to-edge
  * terms through ~20 numpy temporaries each, and the text of ~8M `site@distance`
- * matches. Here each is one pass without temporaries. Called through ctypes from
+ * matches. Here each is one pass without temporaries, as is ordering each read's few
+ * matches by distance (a global sort of all pairs before). Called through ctypes from
  * geofence/_kernels.py, which owns every array and checks every type and shape; ctypes
  * releases the GIL for the call, so the writer thread runs beside the matching.
  *

@@ -2,7 +2,7 @@
 
 Freed blocks stay with the allocators (glibc malloc's arenas, Arrow's pool) for reuse.
 With dense fences (100k sites, 8 matches per read) a scan's live data stays near 150 MB
-above the engine, but what the allocators keep grew its resident size by 250 MB more,
+above the engine, but what the allocators keep grew its resident size by ~225 MB more,
 past the issue's 500 MB. Returning it on every batch instead cost 30 % of the speed at
 10k sites (the pages are faulted in again), so it is done only above a target.
 """
@@ -21,7 +21,8 @@ MEMORY_TARGET_MB = 400
 500 MB budget less room for the transients of one batch (issue #5)."""
 
 HEADROOM_MB = 200
-"""Growth over the resident size at the start of a scan that also triggers a release.
+"""Growth over the resident size when the governor is made (at the start of each partition
+of a scan) that also triggers a release.
 At 10k sites the allocators' free blocks grew ~1 MB a batch (180 -> 400 MB over 10M
 reads), so the 10M-read peak was 1.21x the 1M-read one (issue #5: at most 1.2x); with
 the start + 200 MB (380 MB) it is 1.15x. 150 MB released after most batches: +1 s of

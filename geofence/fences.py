@@ -217,8 +217,8 @@ def _parts(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     site = np.repeat(np.arange(len(geoms), dtype=np.int64), counts)
     first = np.cumsum(counts) - counts
     parts = np.empty(len(site), dtype=object)
-    single = np.flatnonzero(counts == 1)
-    single = single[~np.isin(single, multi)]
+    single = np.ones(len(geoms), dtype=bool)
+    single[multi] = False
     parts[first[single]] = geoms[single]
     sub, idx = shapely.get_parts(geoms[multi], return_index=True)
     c = counts[multi]
