@@ -50,12 +50,14 @@ SCAN_BATCH = 65_536
 report rows are ~300 MB at 262k reads; 64k keeps the per-batch overhead negligible
 (issue #5). Dense logs get smaller batches (:data:`BATCH_MATCHES`)."""
 
-BATCH_MATCHES = 262_144
+BATCH_MATCHES = 131_072
 """Matches per batch the scan aims at: after each batch the next one is sized from its
 matches per read, between :data:`MIN_BATCH` and :data:`SCAN_BATCH` reads. At 100k sites
 (8 matches per read) a batch of 64k reads grew the resident size by ~75 MB before memory
-could be handed back, and the 10M-read scan peaked at 510 MB; 32k reads keep it at
-435 MB at the same speed. At 10k sites (0.8 per read) batches stay 64k (issue #5)."""
+could be handed back, and the 10M-read scan peaked at 510 MB. Session 6 measured 16k-read
+batches (131k matches) against 32k with the memory governor at 460 MB: 17 instead of 62
+hand-backs per 10M reads and 20.8-22.5 s instead of 22.9 s; 8k-read batches were slower
+again (24.5 s: per-batch overhead). At 10k sites (0.8 per read) batches stay 64k (issue #5)."""
 
 MIN_BATCH = 8_192
 """Fewest reads per batch when sizing by matches: below it per-batch overhead shows."""
