@@ -876,7 +876,8 @@ def run_scan(
             if out is not None:
                 credits = sorted({s.attribution for s in layer_sources if s.attribution})
                 writer = WRITERS[fmt](
-                    stack.enter_context(atomic_output(out)), attribution="; ".join(credits) or None
+                    stack.enter_context(atomic_output(out, background=True)),
+                    attribution="; ".join(credits) or None,
                 )
                 writer.start()
             rej = RejectsWriter(stack.enter_context(atomic_output(rejects))) if rejects else None

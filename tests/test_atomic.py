@@ -43,3 +43,37 @@ def test_failed_output_leaves_no_file(tmp_path):
         w.write(b"half")
         raise RuntimeError("stop")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_background_writer_gives_the_same_bytes_and_hash(tmp_path):
+    chunks = [os.urandom(n) for n in (0, 1, 5000, 1 << 20, 333)] * 20
+    out = {}
+    for background in (False, True):
+        target = tmp_path / f"out-{background}.bin"
+        with atomic.atomic_output(target, background=background) as w:
+            for c in chunks:
+                w.write(c)
+            w.write(bytearray(b"reused"))  # a buffer the caller may change afterwards
+            out[background] = (w.sha256, w.size)
+        assert target.read_bytes() == b"".join(chunks) + b"reused"
+    assert out[True] == out[False]
+
+
+def test_background_writer_error_reaches_the_caller_and_leaves_no_file(tmp_path, monkeypatch):
+    target = tmp_path / "out.csv"
+    real = atomic._HashingWriter._commit
+
+    def failing(self, data):
+        if self._written > 3000:
+            raise OSError(28, "No space left on device")
+        real(self, data)
+
+    monkeypatch.setattr(atomic._HashingWriter, "_commit", failing)
+    with (
+        pytest.raises(OSError, match="No space"),
+        atomic.atomic_output(target, background=True) as w,
+    ):
+        for _ in range(100):
+            w.write(b"x" * 1000)
+    assert list(tmp_path.iterdir()) == []
+    assert not any(t.name == "geofence-write" for t in __import__("threading").enumerate())

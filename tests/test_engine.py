@@ -268,3 +268,58 @@ def test_parts_and_chunked_edges_equal_shapely_and_one_pass():
     assert np.array_equal(one.box, few.box, equal_nan=True) and np.array_equal(r1, r2)
     # a square of side 222 m holds 4 edges; the holed square 8; points none
     assert list(np.diff(one.ptr)[:4]) == [4, 4, 4, 0]
+
+
+def _same(a, b):
+    assert a.ptr.tolist() == b.ptr.tolist()
+    assert a.site.tolist() == b.site.tolist()
+    assert a.distance_m.tolist() == b.distance_m.tolist()
+
+
+@pytest.mark.parametrize("fills", [False, True])
+def test_repeat_cache_gives_what_a_fresh_engine_computes(fills):
+    """Positions cached in one batch (fixed cameras) answer later batches exactly as the
+    engine computes them, also when the cache fills and starts over (issue #5)."""
+    rng = np.random.default_rng(11)
+    sites = _sites(
+        [_polygon(-122.27 + 0.002 * k, 37.8, hole=k % 2 == 0) for k in range(6)]
+        + [shapely.Point(-122.265, 37.801)],
+        ["school"] * 6 + ["worship"],
+    )
+    cached = Engine(sites, make_policy(D))
+    cams = np.column_stack(
+        [-122.265 + rng.uniform(-0.008, 0.008, 40), 37.8 + rng.uniform(-0.002, 0.002, 40)]
+    )
+    hits = 0
+    for batch in range(12):
+        pick = rng.integers(0, 40, 300)
+        patrol = np.column_stack(
+            [-122.265 + rng.uniform(-0.008, 0.008, 100), 37.8 + rng.uniform(-0.002, 0.002, 100)]
+        )
+        pos = np.concatenate([cams[pick], patrol])[rng.permutation(400)]
+        before, _ = cached._repeats.lookup(pos[:, 0] + 1j * pos[:, 1])
+        hits += int((before >= 0).sum())
+        fresh = Engine(sites, make_policy(D))  # nothing cached
+        _same(cached.match(pos[:, 0], pos[:, 1]), fresh.match(pos[:, 0], pos[:, 1]))
+        assert cached._repeats.state[0].is_unique
+        if fills and batch == 0:  # room for a little more than the cameras
+            cached._repeats.max_pairs = len(cached._repeats.state[1].site) + 5
+        assert len(cached._repeats.state[1].site) <= cached._repeats.max_pairs
+    assert hits > 0  # later batches were answered from the cache
+
+
+def test_repeat_cache_keeps_one_row_per_position():
+    """A position added by two batches before the index is rebuilt is kept once."""
+    from geofence.engine import Matches, _RepeatCache
+
+    c = _RepeatCache()
+    keys = np.arange(20) + 0.5j
+    rows = Matches(np.arange(21, dtype=np.int64), np.arange(20), np.arange(20) * 1.5)
+    c.add(keys, rows)  # pending: below the rebuild size
+    assert len(c.state[0]) == 0
+    c.add(keys[::-1].copy(), rows.take(np.arange(20)[::-1]))  # the same positions again
+    index, _ = c.state
+    assert len(index) == 20 and index.is_unique
+    row, m = c.lookup(np.array([7 + 0.5j, 1e6 + 0j]))
+    assert row[1] == -1
+    assert m.site[m.ptr[row[0]] : m.ptr[row[0] + 1]].tolist() == [7]

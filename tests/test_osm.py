@@ -680,7 +680,9 @@ def test_scan_summary_and_sharing_manifest_credit_osm(fixture_files, tmp_path):
     reads = tmp_path / "reads.csv"
     reads.write_text(f"plate,timestamp,lat,lon\nAAA,2024-05-02T10:00:00Z,{y + 0.001},{x + 0.001}\n")
     report = tmp_path / "report.geojson"
-    summary = run_scan([reads], [layer], out=report, summary=tmp_path / "summary.json", deterministic=True)
+    summary = run_scan(
+        [reads], [layer], out=report, summary=tmp_path / "summary.json", deterministic=True
+    )
     assert summary["reads_flagged"] == 1
     assert summary["layers"][0]["attribution"] == ATTRIBUTION
     fc = json.loads(report.read_text())  # the GeoJSON report itself carries the credit
