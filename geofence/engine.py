@@ -4,7 +4,8 @@
 holds the read, with the exact geodesic distance on the WGS84 ellipsoid (0 inside an
 area). The pipeline per batch, whole arrays at every step:
 
-1. distinct positions only (fixed cameras repeat theirs; issue #5), in grid-cell order,
+1. distinct positions only (fixed cameras repeat theirs; issue #5), those matched in an
+   earlier batch taken from the repeat cache, the rest in grid-cell order,
 2. grid candidates (:mod:`geofence.index`),
 3. each candidate in its piece's tangent plane (:mod:`geofence.geodesy`), dropped when
    farther from the origin than the piece can reach, else measured to the point or to
