@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -20,5 +21,12 @@ def main() -> None:
 
         cli()
     except KeyboardInterrupt:
+        # Outputs are already removed (their context managers ran while this unwound).
+        # Leave now: once, in CI, an interrupt during the imports still ended the process
+        # by the signal (-2) after this line, in the interpreter's finalisation (#6).
         sys.stderr.write("geofence: interrupted\n")
-        sys.exit(130)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(130)
