@@ -21,8 +21,8 @@ MEMORY_TARGET_MB = 460
 500 MB budget less room for the transients of one batch (issue #5). A dense scan (100k
 sites) works in ~400-450 MB, so a lower target released after nearly every batch: with
 400 MB, 235 releases per 10M reads and 11 s of system time re-faulting the pages (26.8 s
-against 23.1 s without releasing, at 543 MB); 460 MB gives 17 releases and a 463 MB peak
-(session 6)."""
+against 23.1 s without releasing, at 543 MB); 460 MB with 16k-read batches
+(:data:`geofence.scan.BATCH_MATCHES`) gives 17-30 releases and a 463-476 MB peak (session 6)."""
 
 HEADROOM_MB = 200
 """Growth over the resident size when the governor is made (at the start of each partition

@@ -101,14 +101,18 @@ class _RepeatCache:
     """Matches of positions that repeat, kept across batches (issue #5).
 
     Fixed cameras give most reads of a log at a few thousand positions, and each batch
-    matched them again: in the benchmark's log, 37 % of the distinct positions of a
-    16k-read batch (100k sites) had been seen twice in an earlier batch. A position's
-    matches do not depend on the other positions of its batch, so a cached row is the row
-    the engine would compute. Positions read :data:`REPEAT_ADMIT` times in one batch are added; new
-    rows are folded into the lookup index in bulk (a hash table per rebuild), so patrol
-    cars' one-off positions cost nothing. Readers take one snapshot of the state, so
-    concurrent ``match`` calls (``geofence serve``) need no lock to read.
+    matched them again: in the benchmark's log, 35 % of the distinct positions of a
+    16k-read batch (100k sites) had been read :data:`REPEAT_ADMIT` times in one earlier
+    batch. A position's matches do not depend on the other positions of its batch, so a
+    cached row is the row the engine would compute. Such positions are added; new rows
+    are folded into the lookup index in bulk, once a quarter more (at least
+    :attr:`MIN_REBUILD`) wait, so patrol cars' one-off positions cost nothing. Readers
+    take one snapshot of the state, so concurrent ``match`` calls (``geofence serve``)
+    need no lock to read.
     """
+
+    MIN_REBUILD = 32
+    """Fewest waiting positions that rebuild the index (a hash table per rebuild)."""
 
     def __init__(self, max_pairs: int = REPEAT_CACHE_PAIRS) -> None:
         self.max_pairs = max_pairs
@@ -116,7 +120,6 @@ class _RepeatCache:
         self.state: tuple[pd.Index, Matches] = (pd.Index(np.empty(0, complex)), _empty_matches(0))
         self._keys: list[np.ndarray] = []
         self._rows: list[Matches] = []
-        self._pending = 0
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, Matches]:
         """Cached row of each key (-1 where none) and the matches those rows index."""
@@ -132,9 +135,9 @@ class _RepeatCache:
         with self._lock:
             self._keys.append(keys)
             self._rows.append(rows)
-            self._pending += len(keys)
             index, cached = self.state
-            if self._pending < max(32, len(index) // 4):  # amortised: O(1) per key
+            waiting = sum(map(len, self._keys))
+            if waiting < max(self.MIN_REBUILD, len(index) // 4):  # amortised: O(1) per key
                 return
             keys = np.concatenate([index.to_numpy(), *self._keys])
             parts = [cached, *self._rows]
@@ -143,7 +146,7 @@ class _RepeatCache:
             ).astype(np.int64)
             site = np.concatenate([m.site for m in parts])
             dist = np.concatenate([m.distance_m for m in parts])
-            self._keys, self._rows, self._pending = [], [], 0
+            self._keys, self._rows = [], []
             if len(site) > self.max_pairs:
                 self.state = (pd.Index(np.empty(0, complex)), _empty_matches(0))
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 
 import pytest
 
@@ -76,4 +77,4 @@ def test_background_writer_error_reaches_the_caller_and_leaves_no_file(tmp_path,
         for _ in range(100):
             w.write(b"x" * 1000)
     assert list(tmp_path.iterdir()) == []
-    assert not any(t.name == "geofence-write" for t in __import__("threading").enumerate())
+    assert not any(t.name == "geofence-write" for t in threading.enumerate())

@@ -313,13 +313,14 @@ def test_repeat_cache_keeps_one_row_per_position():
     from geofence.engine import Matches, _RepeatCache
 
     c = _RepeatCache()
-    keys = np.arange(20) + 0.5j
-    rows = Matches(np.arange(21, dtype=np.int64), np.arange(20), np.arange(20) * 1.5)
-    c.add(keys, rows)  # pending: below the rebuild size
+    n = _RepeatCache.MIN_REBUILD // 2 + 1  # twice n is enough to rebuild, once is not
+    keys = np.arange(n) + 0.5j
+    rows = Matches(np.arange(n + 1, dtype=np.int64), np.arange(n), np.arange(n) * 1.5)
+    c.add(keys, rows)  # waiting: below the rebuild size
     assert len(c.state[0]) == 0
-    c.add(keys[::-1].copy(), rows.take(np.arange(20)[::-1]))  # the same positions again
+    c.add(keys[::-1].copy(), rows.take(np.arange(n)[::-1]))  # the same positions again
     index, _ = c.state
-    assert len(index) == 20 and index.is_unique
+    assert len(index) == n and index.is_unique
     row, m = c.lookup(np.array([7 + 0.5j, 1e6 + 0j]))
     assert row[1] == -1
     assert m.site[m.ptr[row[0]] : m.ptr[row[0] + 1]].tolist() == [7]
