@@ -38,6 +38,10 @@ def _load() -> ctypes.CDLL:
     lib.gf_matches_fill.argtypes = [_I, *[_P] * 9]
     lib.gf_sort_runs.restype = _I
     lib.gf_sort_runs.argtypes = [_I, _P, _P, _P, _I]
+    lib.gf_factorize.restype = _I
+    lib.gf_factorize.argtypes = [_I, _P, _P, _I, _P, _P, _P]
+    lib.gf_lookup.restype = None
+    lib.gf_lookup.argtypes = [_I, _P, _P, _I, _P, _P, _P, _P, _P]
     lib.gf_piece_columns.restype = _I
     lib.gf_piece_columns.argtypes = []
     if lib.gf_piece_columns() != PIECE_COLUMNS:  # a stale build of an older _kernels.c
@@ -173,3 +177,51 @@ def join_matches(ptr, site, mm, prefix_offsets, prefix_data):
         n, *map(_ptr, (ptr, site, mm, p_off, p_data, m_off, m_data, d_off, d_data))
     )
     return m_off, m_data, d_off, d_data
+
+
+class PositionTable:
+    """Distinct ``(x, y)`` positions of two float64 arrays, compared by their bits.
+
+    ``codes[i]`` numbers the position of ``(x[i], y[i])`` in order of first appearance;
+    ``first[c]`` is the first ``i`` with code ``c``. Replaces ``pd.factorize(x + 1j*y)``
+    in the engine (issue #5: ~4x faster) and looks other positions up in the same table.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Coordinates of one length; kept (read-only) for :meth:`lookup`.
+    """
+
+    def __init__(self, x, y) -> None:
+        x = _arr(x, np.float64)
+        y = _arr(y, np.float64)
+        n = len(x)
+        if len(y) != n:
+            raise ValueError("x and y differ in length")
+        self.cap = 1 << max(4, int(2 * n - 1).bit_length())  # a power of two >= 2n
+        self.slots = np.zeros(self.cap, np.int64)
+        self.codes = np.empty(n, np.int64)
+        first = np.empty(n, np.int64)
+        k = _LIB.gf_factorize(
+            n, *map(_ptr, (x, y)), self.cap, *map(_ptr, (self.slots, self.codes, first))
+        )
+        self.first = first[:k].copy()
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def lookup(self, x, y) -> np.ndarray:
+        """Code of each ``(x[i], y[i])`` in this table, -1 where it has none."""
+        x = _arr(x, np.float64)
+        y = _arr(y, np.float64)
+        if len(y) != len(x):
+            raise ValueError("x and y differ in length")
+        out = np.empty(len(x), np.int64)
+        _LIB.gf_lookup(
+            len(x),
+            *map(_ptr, (x, y)),
+            self.cap,
+            *map(_ptr, (self.slots, self.x, self.y, self.first, out)),
+        )
+        return out

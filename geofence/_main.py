@@ -9,10 +9,15 @@ import sys
 
 def main() -> None:
     """Run the command line; heavy imports happen inside the interrupt guard."""
-    # Arrow's buffers from the C heap, not mimalloc: freed memory can then be handed
-    # back by malloc_trim when a dense scan runs high (geofence._memory); mimalloc kept
-    # ~90 MB more at 100k sites (issue #5). An explicit choice of the user's stays.
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    # Arrow's buffers from jemalloc on Linux (its wheels ship it), else the C heap; not
+    # Arrow's default mimalloc, which kept ~90 MB more at 100k sites. On glibc's heap
+    # the scan's varying Arrow buffers fragmented it: 10k x 10M grew 245 -> 449 MB
+    # unless handed back (geofence._memory), and the 14 hand-backs cost ~480k page
+    # faults; jemalloc stays near 340 MB with none (issue #5, session 7). The variable
+    # is read when pyarrow is imported, so it is set here. A user's choice stays.
+    os.environ.setdefault(
+        "ARROW_DEFAULT_MEMORY_POOL", "jemalloc" if sys.platform.startswith("linux") else "system"
+    )
     # geofence makes no BLAS calls, but OpenBLAS's second thread spins for a while after
     # numpy loads it: 0.2 CPU-s of every run on two cores (measured with perf; issue #5).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

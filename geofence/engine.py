@@ -19,7 +19,6 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from geofence import _kernels as K
 from geofence.fences import Fences, compile_fences
@@ -105,56 +104,59 @@ class _RepeatCache:
     16k-read batch (100k sites) had been read :data:`REPEAT_ADMIT` times in one earlier
     batch. A position's matches do not depend on the other positions of its batch, so a
     cached row is the row the engine would compute. Such positions are added; new rows
-    are folded into the lookup index in bulk, once a quarter more (at least
+    are folded into the lookup table in bulk, once a quarter more (at least
     :attr:`MIN_REBUILD`) wait, so patrol cars' one-off positions cost nothing. Readers
     take one snapshot of the state, so concurrent ``match`` calls (``geofence serve``)
     need no lock to read.
     """
 
     MIN_REBUILD = 32
-    """Fewest waiting positions that rebuild the index (a hash table per rebuild)."""
+    """Fewest waiting positions that rebuild the table (a hash table per rebuild)."""
 
     def __init__(self, max_pairs: int = REPEAT_CACHE_PAIRS) -> None:
         self.max_pairs = max_pairs
         self._lock = threading.Lock()
-        self.state: tuple[pd.Index, Matches] = (pd.Index(np.empty(0, complex)), _empty_matches(0))
-        self._keys: list[np.ndarray] = []
-        self._rows: list[Matches] = []
+        self.state: tuple[K.PositionTable | None, Matches] = (None, _empty_matches(0))
+        self._waiting: list[tuple[np.ndarray, np.ndarray, Matches]] = []
 
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, Matches]:
-        """Cached row of each key (-1 where none) and the matches those rows index."""
-        index, cached = self.state
-        if len(index) == 0:
-            return np.full(len(keys), -1, np.int64), cached
-        return index.get_indexer(keys), cached
+    def lookup(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, Matches]:
+        """Cached row of each position (-1 where none) and the matches those rows index."""
+        table, cached = self.state
+        if table is None:
+            return np.full(len(lon), -1, np.int64), cached
+        return table.lookup(lon, lat), cached
 
-    def add(self, keys: np.ndarray, rows: Matches) -> None:
-        """Keep the matches of ``keys`` (positions not cached yet)."""
-        if len(keys) == 0:
+    def add(self, lon: np.ndarray, lat: np.ndarray, rows: Matches) -> None:
+        """Keep the matches of positions ``(lon[i], lat[i])`` (not cached yet)."""
+        if len(lon) == 0:
             return
         with self._lock:
-            self._keys.append(keys)
-            self._rows.append(rows)
-            index, cached = self.state
-            waiting = sum(map(len, self._keys))
-            if waiting < max(self.MIN_REBUILD, len(index) // 4):  # amortised: O(1) per key
+            self._waiting.append((lon, lat, rows))
+            table, cached = self.state
+            held = 0 if table is None else len(table)
+            waiting = sum(len(w[0]) for w in self._waiting)
+            if waiting < max(self.MIN_REBUILD, held // 4):  # amortised: O(1) per position
                 return
-            keys = np.concatenate([index.to_numpy(), *self._keys])
-            parts = [cached, *self._rows]
+            parts = [] if table is None else [(table.x[table.first], table.y[table.first], cached)]
+            parts += self._waiting
+            self._waiting = []
+            m = [p[2] for p in parts]
+            if sum(len(r.site) for r in m) > self.max_pairs:
+                self.state = (None, _empty_matches(0))
+                return
             ptr = np.concatenate(
-                [[0], np.cumsum(np.concatenate([np.diff(m.ptr) for m in parts]))]
+                [[0], np.cumsum(np.concatenate([np.diff(r.ptr) for r in m]))]
             ).astype(np.int64)
-            site = np.concatenate([m.site for m in parts])
-            dist = np.concatenate([m.distance_m for m in parts])
-            self._keys, self._rows = [], []
-            if len(site) > self.max_pairs:
-                self.state = (pd.Index(np.empty(0, complex)), _empty_matches(0))
-                return
-            index, rows = pd.Index(keys), Matches(ptr, site, dist)
-            if not index.is_unique:  # a position added by two batches before a rebuild
-                keep = np.flatnonzero(~index.duplicated())
-                index, rows = index[keep], rows.take(keep)
-            self.state = (index, rows)
+            rows = Matches(
+                ptr,
+                np.concatenate([r.site for r in m]),
+                np.concatenate([r.distance_m for r in m]),
+            )
+            # a position added by two batches before a rebuild is kept once: row = code
+            table = K.PositionTable(
+                np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            )
+            self.state = (table, rows.take(table.first))
 
 
 class Engine:
@@ -233,22 +235,25 @@ class Engine:
         # Distinct positions: fixed cameras give many reads at one coordinate (issue #5).
         # A hash factorisation is O(n); those matched in an earlier batch come from the
         # cache of repeated positions.
-        inv, ukey = pd.factorize(lon + 1j * lat)
-        row, cached = self._repeats.lookup(ukey)
+        positions = K.PositionTable(lon, lat)
+        inv = positions.codes
+        ulon, ulat = lon[positions.first], lat[positions.first]
+        row, cached = self._repeats.lookup(ulon, ulat)
         miss = np.flatnonzero(row < 0)
-        order, computed = self._match_positions(ukey[miss])
-        if len(miss) == len(ukey):
+        order, computed = self._match_positions(ulon[miss], ulat[miss])
+        if len(miss) == len(ulon):
             rank = np.empty(len(order), np.int64)
             rank[order] = np.arange(len(order))
             m = computed.take(rank[inv])
         else:
             hit = np.flatnonzero(row >= 0)
-            distinct = _merge_rows(len(ukey), hit, cached.take(row[hit]), miss[order], computed)
+            distinct = _merge_rows(len(ulon), hit, cached.take(row[hit]), miss[order], computed)
             m = distinct.take(inv)
         # positions read several times in this batch are likely to come again
-        seen = np.bincount(inv, minlength=len(ukey))[miss[order]]
+        seen = np.bincount(inv, minlength=len(ulon))[miss[order]]
         again = np.flatnonzero(seen >= REPEAT_ADMIT)
-        self._repeats.add(ukey[miss[order[again]]], computed.take(again))
+        pos = miss[order[again]]
+        self._repeats.add(ulon[pos], ulat[pos], computed.take(again))
         if self.events is None:
             return m
         return self._with_events(m, lon, lat, time_us)
@@ -293,14 +298,12 @@ class Engine:
         k, dist = K.exact_pairs(read, piece, x, y, z, self._table, self.fences.segments.edge)
         return read[k], self.fences.site[piece[k]], dist
 
-    def _match_positions(self, keys: np.ndarray) -> tuple[np.ndarray, Matches]:
-        """Matches of distinct positions (``lon + 1j * lat``): row ``i`` is ``keys[order[i]]``.
+    def _match_positions(self, ulon: np.ndarray, ulat: np.ndarray) -> tuple[np.ndarray, Matches]:
+        """Matches of distinct positions: row ``i`` is position ``order[i]``.
 
         They are visited cell by cell: neighbours share candidate pieces and edges, which
         then stay in the CPU cache (exact test 1.2x faster at 100k sites).
         """
-        ulon = np.ascontiguousarray(keys.real)
-        ulat = np.ascontiguousarray(keys.imag)
         order = self.index.cell_order(ulon, ulat)
         return order, self._match_distinct(ulon[order], ulat[order])
 

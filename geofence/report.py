@@ -235,18 +235,10 @@ class CSVWriter(Writer):
         names = table.column_names
         if "distance_m" in names:
             table = table.set_column(names.index("distance_m"), "distance_m", nearest)
-        for i, f in enumerate(table.schema):
-            # few labels per column: format the dictionary's values, not every row's
-            if pa.types.is_dictionary(f.type) and not pa.types.is_string(f.type.value_type):
-                col = table.column(i).combine_chunks()
-                text = pc.cast(col.dictionary, pa.string())
-                table = table.set_column(
-                    i, f.name, pa.DictionaryArray.from_arrays(col.indices, text)
-                )
         table = table.append_column("lon", _number_text(t.lon))
         table = table.append_column("lat", _number_text(t.lat))
         table = table.append_column("matches", matches)
-        data = self._arrow_csv(table)
+        data = self._arrow_csv(_as_text(table))
         if self._header and self.fragment:
             # our own column names hold no line break: the header is the first line
             cut = data.index(b"\n") + 1
@@ -317,6 +309,26 @@ class CSVWriter(Writer):
             self._header = False
         for chunk in chunks:
             self.fh.write(chunk)
+
+
+def _as_text(table: pa.Table) -> pa.Table:
+    """Every column as ``string``, the type Arrow's CSV writer casts each column to.
+
+    Casting here, once per column, gives the writer's own bytes for less: the writer
+    casts each 1,024-row slice apart, and a 31k-row batch took 11.5 ms to write as it
+    came, 4.2 ms (+1.6 ms of casts) as text (issue #5; ~0.2 CPU-s per 10M reads at 10k
+    sites). Dictionaries (few labels) format their values, not every row's.
+    """
+    for i, f in enumerate(table.schema):
+        if pa.types.is_string(f.type):
+            continue
+        col = table.column(i).combine_chunks()
+        if pa.types.is_dictionary(f.type):
+            text = col.dictionary.cast(pa.string()).take(col.indices)
+        else:
+            text = col.cast(pa.string())
+        table = table.set_column(i, f.name, text)
+    return table
 
 
 def _number_text(values: np.ndarray) -> pa.Array:

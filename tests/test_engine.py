@@ -5,6 +5,7 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import oracle
+import pandas as pd
 import pytest
 import shapely
 from conftest import make_policy
@@ -297,11 +298,14 @@ def test_repeat_cache_gives_what_a_fresh_engine_computes(fills):
             [-122.265 + rng.uniform(-0.008, 0.008, 100), 37.8 + rng.uniform(-0.002, 0.002, 100)]
         )
         pos = np.concatenate([cams[pick], patrol])[rng.permutation(400)]
-        before, _ = cached._repeats.lookup(pos[:, 0] + 1j * pos[:, 1])
+        before, _ = cached._repeats.lookup(pos[:, 0].copy(), pos[:, 1].copy())
         hits += int((before >= 0).sum())
         fresh = Engine(sites, make_policy(D))  # nothing cached
         _same(cached.match(pos[:, 0], pos[:, 1]), fresh.match(pos[:, 0], pos[:, 1]))
-        assert cached._repeats.state[0].is_unique
+        table, rows = cached._repeats.state
+        if table is not None:  # one row per distinct position
+            held = np.column_stack([table.x[table.first], table.y[table.first]])
+            assert len(np.unique(held, axis=0)) == len(held) == len(rows.ptr) - 1
         if fills and batch == 0:  # room for a little more than the cameras
             cached._repeats.max_pairs = len(cached._repeats.state[1].site) + 5
         assert len(cached._repeats.state[1].site) <= cached._repeats.max_pairs
@@ -314,13 +318,37 @@ def test_repeat_cache_keeps_one_row_per_position():
 
     c = _RepeatCache()
     n = _RepeatCache.MIN_REBUILD // 2 + 1  # twice n is enough to rebuild, once is not
-    keys = np.arange(n) + 0.5j
+    lon, lat = np.arange(n, dtype=float), np.full(n, 0.5)
     rows = Matches(np.arange(n + 1, dtype=np.int64), np.arange(n), np.arange(n) * 1.5)
-    c.add(keys, rows)  # waiting: below the rebuild size
-    assert len(c.state[0]) == 0
-    c.add(keys[::-1].copy(), rows.take(np.arange(n)[::-1]))  # the same positions again
-    index, _ = c.state
-    assert len(index) == n and index.is_unique
-    row, m = c.lookup(np.array([7 + 0.5j, 1e6 + 0j]))
-    assert row[1] == -1
+    c.add(lon, lat, rows)  # waiting: below the rebuild size
+    assert c.state[0] is None
+    c.add(lon[::-1].copy(), lat, rows.take(np.arange(n)[::-1]))  # the same positions again
+    table, m = c.state
+    assert len(table) == n and len(m.ptr) == n + 1
+    row, m = c.lookup(np.array([7.0, 7.0, 1e6]), np.array([0.5, 0.25, 0.0]))
+    assert row[1] == row[2] == -1
     assert m.site[m.ptr[row[0]] : m.ptr[row[0] + 1]].tolist() == [7]
+
+
+def test_position_table_numbers_positions_like_pandas_factorize():
+    """The compiled hash of positions (issue #5) gives pandas' codes, finds what it holds
+    and nothing else, also with collisions in a full table of few slots."""
+    from geofence._kernels import PositionTable
+
+    rng = np.random.default_rng(5)
+    cams = rng.uniform(-180, 180, (50, 2))
+    pos = cams[rng.integers(0, 50, 5000)]
+    pos[::7] = rng.uniform(-90, 90, (len(pos[::7]), 2))  # one-off positions
+    x, y = pos[:, 0].copy(), pos[:, 1].copy()
+    t = PositionTable(x, y)
+    codes, uniques = pd.factorize(x + 1j * y)
+    assert t.codes.tolist() == codes.tolist()
+    assert x[t.first].tolist() == uniques.real.tolist()
+    assert y[t.first].tolist() == uniques.imag.tolist()
+    back = t.lookup(x[::-1].copy(), y[::-1].copy())
+    assert back.tolist() == codes[::-1].tolist()
+    # a swapped pair and a neighbour one ulp away are other positions
+    other = t.lookup(np.array([y[0], np.nextafter(x[0], 0)]), np.array([x[0], y[0]]))
+    assert other.tolist() == [-1, -1]
+    same = PositionTable(np.zeros(3), np.array([1.0, 1.0, 2.0]))  # 16 slots, 2 codes
+    assert same.codes.tolist() == [0, 0, 1] and len(same) == 2
