@@ -29,6 +29,11 @@ def main() -> None:
         # Outputs are already removed (their context managers ran while this unwound).
         # Leave now: once, in CI, an interrupt during the imports still ended the process
         # by the signal (-2) after this line, in the interpreter's finalisation (#6).
+        # Threads left behind (a process pool's manager, whose workers were just
+        # terminated) must not print after the one line: once one printed an OSError.
+        import threading
+
+        threading.excepthook = lambda args: None
         sys.stderr.write("geofence: interrupted\n")
         with contextlib.suppress(Exception):
             sys.stdout.flush()

@@ -12,15 +12,21 @@ from geofence import atomic
 
 
 def test_large_output_is_whole_hashed_and_handed_to_disk_early(tmp_path, monkeypatch):
-    calls = []
+    calls, waits, drops = [], [], []
     if atomic._SFR is not None:
         real = atomic._SFR
+        real_advise = os.posix_fadvise
 
         def spy(fd, offset, nbytes, flags):
-            calls.append((offset, nbytes))
+            (calls if flags == atomic._SYNC_FILE_RANGE_WRITE else waits).append((offset, nbytes))
             return real(fd, offset, nbytes, flags)
 
+        def advise(fd, offset, nbytes, advice):
+            drops.append((offset, nbytes, advice))
+            return real_advise(fd, offset, nbytes, advice)
+
         monkeypatch.setattr(atomic, "_SFR", spy)
+        monkeypatch.setattr(os, "posix_fadvise", advise)
     chunk = os.urandom(1 << 20)
     n = (atomic._WRITEBACK_BYTES >> 20) * 2 + 3
     target = tmp_path / "big.bin"
@@ -36,6 +42,9 @@ def test_large_output_is_whole_hashed_and_handed_to_disk_early(tmp_path, monkeyp
     # consecutive ranges from the start, each at least the step
     assert len(calls) == 2 and calls[0][0] == 0 and calls[1][0] == calls[0][1]
     assert all(nb >= atomic._WRITEBACK_BYTES for _, nb in calls)
+    # the window before the last one handed over is waited for, then leaves the cache
+    assert waits == [calls[0]]
+    assert drops == [(*calls[0], os.POSIX_FADV_DONTNEED)]
 
 
 def test_failed_output_leaves_no_file(tmp_path):

@@ -44,6 +44,19 @@ PARTITION_ROWS = 1000  # Parquet files of 3,000 rows in groups of 400: runs of 3
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
+def _scheduler_address(info, timeout_s: float = 60.0) -> str:
+    """The address a ``dask scheduler`` wrote to its scheduler file, once the file is
+    whole: dask writes it in place, so it can exist empty for a moment (seen once in this suite)."""
+    end = time.monotonic() + timeout_s
+    while True:
+        try:
+            return json.loads(info.read_text())["address"]
+        except (OSError, ValueError, KeyError):
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.05)
+
+
 # --------------------------------------------------------------------------------------
 # The 20-file corpus
 
@@ -569,7 +582,7 @@ def test_ctrl_c_exits_130_and_leaves_no_output_staging_or_workers(corpus, tmp_pa
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
-    assert err.decode().strip().splitlines()[-1] == "geofence: interrupted"
+    assert err.decode().strip().splitlines()[-1] == "geofence: interrupted", err.decode()
     assert list(out.iterdir()) == [] and list(staging.iterdir()) == []
     _gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
@@ -605,10 +618,7 @@ def cli_scheduler(tmp_path_factory):
         env=ENV,
     )
     try:
-        end = time.monotonic() + 60
-        while not info.exists() and time.monotonic() < end:
-            time.sleep(0.05)
-        address = json.loads(info.read_text())["address"]
+        address = _scheduler_address(info)
         with Client(address, set_as_default=False, timeout=30) as client:
             yield {"address": address, "client": client}
     finally:
@@ -744,10 +754,7 @@ def test_lost_scheduler_is_one_line_and_leaves_nothing(corpus, tmp_path):
     )
     worker = None
     try:
-        end = time.monotonic() + 60
-        while not info.exists() and time.monotonic() < end:
-            time.sleep(0.05)
-        address = json.loads(info.read_text())["address"]
+        address = _scheduler_address(info)
         worker = subprocess.Popen(
             [
                 *dask_cmd,
