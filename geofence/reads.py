@@ -75,6 +75,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from geofence import _kernels as K
 from geofence.errors import ReadFormatError, ResourceLimitError, UsageError
 from geofence.model import NO_TIME, REASON_CODE, ReadBatch
 
@@ -546,8 +547,16 @@ class ReadStream:
         # RFC 4180 (Arrow keeps a stray quote as text, the offsets count it) and there is
         # no bare CR (Arrow ends a row there). Only then is its row count proof enough.
         clean = not has_quotes or (q.size % 2 == 0 and not _quote_faults(arr, q, delim).any())
-        if clean and buf.find(b"\r", lo, hi) != -1:  # find is memchr; count is not
+        has_cr = clean and buf.find(b"\r", lo, hi) != -1  # find is memchr; count is not
+        if has_cr:
             clean = buf.count(b"\r", lo, hi) == buf.count(b"\r\n", lo, hi)
+        if clean and not has_quotes and not has_cr:
+            # Plain records (no quote, no CR): the compiled split gives Arrow's columns
+            # at a fraction of its parse (issue #5); any other count of fields, or a
+            # non-ASCII byte, leaves the chunk to Arrow below.
+            cols = K.csv_columns(buf, starts, ends, len(self.fields), self.delimiter)
+            if cols is not None:
+                return _text_table(cols, n), np.zeros(n, dtype=bool)
         if clean:
             # Gaps between records can only be blank lines, which Arrow skips too.
             try:
@@ -627,6 +636,17 @@ class ReadStream:
                 check_utf8=True,
             ),
         )
+
+
+def _text_table(cols: list, n: int) -> pa.Table:
+    """A table of ``string`` columns ``f0, f1, ...`` from ``(offsets, bytes)`` pairs."""
+    return pa.Table.from_arrays(
+        [
+            pa.StringArray.from_buffers(n, pa.py_buffer(off), pa.py_buffer(data))
+            for off, data in cols
+        ],
+        names=[f"f{i}" for i in range(len(cols))],
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -988,3 +989,99 @@ def test_stopping_early_ends_the_read_ahead_thread(tmp_path):
     del stream
     gc.collect()
     assert not _reader_threads()
+
+
+# ---------------------------------------------------------------------------------------
+# The compiled split of plain records (issue #5) against Arrow's parser
+
+
+def _arrow_text(buf: bytes, n_fields: int, delim: str) -> pa.Table:
+    names = [f"f{i}" for i in range(n_fields)]
+    return pacsv.read_csv(
+        pa.BufferReader(buf),
+        read_options=pacsv.ReadOptions(column_names=names),
+        parse_options=pacsv.ParseOptions(delimiter=delim, quote_char=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
+        ),
+    )
+
+
+def _records(records: list[bytes], *, last_newline: bool, blank_every: int = 0):
+    """``records`` laid out as a chunk (a blank line after every ``blank_every``-th, which
+    the reader would skip): the buffer and each record's start and end."""
+    buf, starts, ends = bytearray(), [], []
+    for i, rec in enumerate(records):
+        starts.append(len(buf))
+        buf += rec + (b"\n" if last_newline or i < len(records) - 1 else b"")
+        ends.append(len(buf))
+        if blank_every and i % blank_every == 1 and i < len(records) - 1:
+            buf += b"\n"
+    return bytes(buf), np.array(starts, np.int64), np.array(ends, np.int64)
+
+
+@pytest.mark.parametrize("delim", [",", "\t", ";", "|"])
+def test_compiled_split_gives_arrows_columns(delim):
+    """Random plain records (empty fields, short and long ones, the last with or without a
+    line end, blank lines between): the same text as Arrow's parser; a record with
+    another field count, or a non-ASCII byte, is left to Arrow (None)."""
+    from geofence._kernels import csv_columns
+
+    rng = np.random.default_rng(7)
+    alphabet = np.array(list("abcXYZ019 .:-_/+"))
+    for trial in range(40):
+        n_fields = int(rng.integers(1, 9))
+        fields = [
+            [
+                "".join(rng.choice(alphabet, int(rng.choice([0, 1, 3, 8, 9, 17, 40]))))
+                for _ in range(n_fields)
+            ]
+            for _ in range(int(rng.integers(1, 300)))
+        ]
+        records = [delim.join(f).encode() for f in fields if delim.join(f)]  # no blank records
+        if not records:
+            continue
+        buf, starts, ends = _records(records, last_newline=trial % 2 == 1, blank_every=trial % 3)
+        got = reads._text_table(csv_columns(buf, starts, ends, n_fields, delim), len(records))
+        want = _arrow_text(b"\n".join(records), n_fields, delim)
+        assert got.equals(want), trial
+        i = int(rng.integers(0, len(records)))
+        more = records[i] + delim.encode() + b"x"
+        fewer = records[i].rsplit(delim.encode(), 1)[0] if n_fields > 1 else None
+        for bad in (more, fewer, records[i] + "é".encode()):
+            if bad is not None and bad:
+                b2, s2, e2 = _records([*records[:i], bad, *records[i + 1 :]], last_newline=True)
+                assert csv_columns(b2, s2, e2, n_fields, delim) is None, (trial, bad)
+
+
+def test_reader_gives_the_same_batches_with_and_without_the_compiled_split(tmp_path, monkeypatch):
+    """Chunks of plain records go through the compiled split, others (quotes, CRLF,
+    non-ASCII, malformed rows) through Arrow: the batches are the same either way."""
+    lines = [HEADER]
+    for i in range(400):
+        lat, lon = 47.5 + i * 1e-4, -122.3 - i * 1e-4
+        row = f"r{i},P{i:04d},2025-03-01T12:{i % 60:02d}:00Z,{lat},{lon},cam{i % 7},WA0{i % 3}"
+        if i % 97 == 5:
+            row = row.replace(f"cam{i % 7}", '"cam, quoted"')
+        if i % 89 == 7:
+            row = row.replace("WA0", "WÄ0")
+        if i % 83 == 3:
+            row += ",extra"
+        if i % 101 == 9:
+            row = row.rsplit(",", 2)[0]
+        lines.append(row)
+    text = "\n".join(lines) + "\n"
+    crlf = "\r\n".join(lines[:50]) + "\r\n"
+    for data in (text, crlf, text.rstrip("\n")):
+        path = write(tmp_path, data)
+        for chunk in (64, 700, reads.CHUNK_BYTES):
+            fast = read_all(path, chunk_bytes=chunk, keep_raw=True)
+            with monkeypatch.context() as m:
+                m.setattr(reads.K, "csv_columns", lambda *a: None)
+                slow = read_all(path, chunk_bytes=chunk, keep_raw=True)
+            assert fast.columns.equals(slow.columns)
+            for k in ("row", "lon", "lat", "time_us", "reason"):
+                assert np.array_equal(
+                    getattr(fast, k), getattr(slow, k), equal_nan=k in ("lon", "lat")
+                )
+            assert fast.raw_rows == slow.raw_rows
