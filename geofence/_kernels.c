@@ -222,7 +222,6 @@ void gf_matches_fill(int64_t n, const int64_t *ptr, const int64_t *site, const i
  * the functions above are called through ctypes. */
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ckernels", NULL, -1, NULL};
 
-/* The row width this build expects; _kernels.py checks it when it loads the library. */
 /* Distinct positions by the bits of their coordinates (issue #5). Fixed cameras read the
  * same (lon, lat) again and again, and the engine matches each distinct position once:
  * pandas' factorize of lon + 1j*lat cost ~0.5 s per 10M reads (a complex array built,
@@ -374,6 +373,7 @@ void gf_csv_column(int64_t n, const uint8_t *buf, int64_t limit, const int64_t *
     }
 }
 
+/* The row width this build expects; _kernels.py checks it when it loads the library. */
 int64_t gf_piece_columns(void) { return NCOL; }
 
 PyMODINIT_FUNC PyInit__ckernels(void) { return PyModule_Create(&module); }

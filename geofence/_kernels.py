@@ -188,7 +188,8 @@ class PositionTable:
 
     ``codes[i]`` numbers the position of ``(x[i], y[i])`` in order of first appearance;
     ``first[c]`` is the first ``i`` with code ``c``. Replaces ``pd.factorize(x + 1j*y)``
-    in the engine (issue #5: ~4x faster) and looks other positions up in the same table.
+    in the engine (issue #5: 0.36 vs 2.4 ms for a 64k-read batch) and looks other
+    positions up in the same table.
 
     Parameters
     ----------

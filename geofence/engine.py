@@ -140,17 +140,17 @@ class _RepeatCache:
             parts = [] if table is None else [(table.x[table.first], table.y[table.first], cached)]
             parts += self._waiting
             self._waiting = []
-            m = [p[2] for p in parts]
-            if sum(len(r.site) for r in m) > self.max_pairs:
+            every = [p[2] for p in parts]
+            if sum(len(r.site) for r in every) > self.max_pairs:
                 self.state = (None, _empty_matches(0))
                 return
             ptr = np.concatenate(
-                [[0], np.cumsum(np.concatenate([np.diff(r.ptr) for r in m]))]
+                [[0], np.cumsum(np.concatenate([np.diff(r.ptr) for r in every]))]
             ).astype(np.int64)
             rows = Matches(
                 ptr,
-                np.concatenate([r.site for r in m]),
-                np.concatenate([r.distance_m for r in m]),
+                np.concatenate([r.site for r in every]),
+                np.concatenate([r.distance_m for r in every]),
             )
             # a position added by two batches before a rebuild is kept once: row = code
             table = K.PositionTable(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bz2
 import csv
 import datetime as dt
+import functools
 import gzip
 import hashlib
 import io
@@ -1054,6 +1055,14 @@ def test_compiled_split_gives_arrows_columns(delim):
                 assert csv_columns(b2, s2, e2, n_fields, delim) is None, (trial, bad)
 
 
+_SPLIT = reads.K.csv_columns
+
+
+def _counted(calls: list, *args):
+    calls.append(_SPLIT(*args))
+    return calls[-1]
+
+
 def test_reader_gives_the_same_batches_with_and_without_the_compiled_split(tmp_path, monkeypatch):
     """Chunks of plain records go through the compiled split, others (quotes, CRLF,
     non-ASCII, malformed rows) through Arrow: the batches are the same either way."""
@@ -1075,7 +1084,13 @@ def test_reader_gives_the_same_batches_with_and_without_the_compiled_split(tmp_p
     for data in (text, crlf, text.rstrip("\n")):
         path = write(tmp_path, data)
         for chunk in (64, 700, reads.CHUNK_BYTES):
-            fast = read_all(path, chunk_bytes=chunk, keep_raw=True)
+            split = []
+            with monkeypatch.context() as m:  # count the chunks the compiled split took
+                m.setattr(reads.K, "csv_columns", functools.partial(_counted, split))
+                fast = read_all(path, chunk_bytes=chunk, keep_raw=True)
+            # CRLF chunks, and one chunk of the whole file (it has quotes), go to Arrow;
+            # small chunks of the other files are mostly plain and split in C
+            assert any(c is not None for c in split) == ("\r" not in data and chunk < 1000)
             with monkeypatch.context() as m:
                 m.setattr(reads.K, "csv_columns", lambda *a: None)
                 slow = read_all(path, chunk_bytes=chunk, keep_raw=True)
