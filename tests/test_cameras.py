@@ -871,3 +871,89 @@ def test_log_without_coordinate_columns_is_placed_by_the_camera_table(tmp_path):
 
     gdf = geofence.scan(tmp_path / "b.csv", [layer], cameras=table)
     assert sorted(gdf["read_id"]) == sorted(out["a"][0])
+
+
+def test_json_and_orjson_read_the_same_cameras_and_rejects(tmp_path, monkeypatch):
+    """orjson is a speed-up only: every record reads as json reads it, odd ones included."""
+    import dataclasses
+
+    import geofence.cameras as cameras_mod
+
+    odd = [
+        _feature(-122.27, 37.8, camera_id=" padded ", direction="NE", operator=""),
+        _feature(-122.27, 37.8, **{"@id": "node/12", "camera:direction": 90, "manufacturer": 7}),
+        {"type": "Feature", "id": 5, "properties": None, "geometry": {"coordinates": [1, 2]}},
+        {"type": "Feature", "properties": {"osm_id": "x"}, "geometry": {"type": "Point"}},
+        {"type": "Feature", "properties": [], "geometry": {"type": "Point", "coordinates": [3]}},
+        {"type": "Feature", "properties": {"operator": ["a", "b"]}, "geometry": "nowhere"},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [True, 37.8]}},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-122.2, 37.8, 12.5]}},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [None, 37.8]}},
+        ["not", "a", "feature"],
+        "text",
+        None,
+    ]
+    plain = _write_fc(tmp_path / "odd.geojson", odd)
+    special = tmp_path / "special.geojson"  # NaN literal and a 70-bit integer: json only
+    special.write_text(
+        '{"type": "FeatureCollection", "features": ['
+        '{"type": "Feature", "geometry": {"type": "Point", "coordinates": [NaN, 1]}},'
+        '{"type": "Feature", "id": 1180591620717411303424, "geometry": '
+        '{"type": "Point", "coordinates": [-122.1, 37.7]}}]}'
+    )
+    bom = tmp_path / "bom.geojson"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+
+    def read(path):
+        cams, rej, inputs = read_cameras(path)
+        return (
+            {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(cams).items()},
+            dataclasses.asdict(rej),
+            [dataclasses.asdict(i) for i in inputs],
+        )
+
+    fast = {p.name: read(p) for p in (plain, special, bom)}
+    assert cameras_mod._fast_json(plain.read_bytes()) is not None  # the fast path was taken
+    assert cameras_mod._fast_json(special.read_bytes()) is None
+    monkeypatch.setattr(cameras_mod, "_fast_json", lambda data: None)
+    slow = {p.name: read(p) for p in (plain, special, bom)}
+    assert fast == slow
+    cams, rej, _ = fast["odd.geojson"]
+    assert cams["camera_id"][:2] == ["padded", "osm:node/12"]
+    assert cams["heading"][:2] == ["NE", "90"] and cams["manufacturer"][1] == "7"
+    # The same as the reader of session 7 (one list pass per field) gave for these records.
+    assert cams["row"] == [1, 2, 8]
+    assert list(zip(rej["row"], rej["reason"], strict=True)) == [
+        (3, "not_a_point"),
+        (4, "missing_position"),
+        (5, "bad_position"),
+        (6, "missing_position"),
+        (7, "bad_position"),
+        (9, "missing_position"),
+        (10, "malformed_record"),
+        (11, "malformed_record"),
+        (12, "malformed_record"),
+    ]
+    assert rej["camera_id"][:2] == ["odd:5", "odd:x"]
+
+
+def test_link_prefilter_keeps_every_camera_with_a_neighbour_in_reach():
+    """_may_link is a pre-filter: it may keep too many cameras, never drop a linked one."""
+    from geofence.cameras import _may_link
+
+    rng = np.random.default_rng(11)
+    for lat0, link_m in ((0.0, 30.0), (47.6, 30.0), (70.0, 10.0), (-33.9, 100.0)):
+        n = 400
+        side_m = 60 * link_m  # about a third of the cameras have a neighbour within link_m
+        lon = 10.0 + rng.uniform(0, 1, n) * side_m / (111_320 * np.cos(np.radians(lat0)))
+        lat = lat0 + rng.uniform(0, 1, n) * side_m / 110_574
+        i, j = np.triu_indices(n, 1)
+        d = GEOD.inv(lon[i], lat[i], lon[j], lat[j])[2]
+        linked = np.zeros(n, dtype=bool)
+        linked[i[d <= link_m]] = True
+        linked[j[d <= link_m]] = True
+        kept = np.zeros(n, dtype=bool)
+        kept[_may_link(lon, lat, link_m)] = True
+        assert linked.sum() > 10 and (~linked).sum() > 10  # both kinds present
+        assert not (linked & ~kept).any(), (lat0, link_m)
+        assert kept.sum() < n  # it does filter

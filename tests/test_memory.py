@@ -33,3 +33,41 @@ def test_governor_releases_only_above_its_target(monkeypatch):
 
 def test_release_runs():
     _memory.release()  # Arrow's pool and malloc_trim: must not raise on any platform
+
+
+def test_gc_paused_nests_across_threads_and_restores_the_collector():
+    import gc
+    import threading
+
+    from geofence._memory import gc_paused
+
+    assert gc.isenabled()
+    inner_started, outer_may_end = threading.Event(), threading.Event()
+    seen = []
+
+    def other():
+        with gc_paused():
+            inner_started.set()
+            outer_may_end.wait(5)
+            seen.append(gc.isenabled())
+        seen.append(gc.isenabled())
+
+    with gc_paused():
+        assert not gc.isenabled()
+        t = threading.Thread(target=other)
+        t.start()
+        inner_started.wait(5)
+    assert not gc.isenabled()  # the other thread's pause still holds
+    outer_may_end.set()
+    t.join(5)
+    assert seen == [False, True] and gc.isenabled()
+    gc.disable()
+    try:  # a collector the caller turned off stays off
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(ValueError), gc_paused():
+        raise ValueError
+    assert gc.isenabled()
