@@ -996,11 +996,11 @@ def _load_one(
             type_ids,
             maps,
             max_vertices,
-            _polygon_validity(pool, geoms, type_ids),
+            _Validity(pool, geoms, type_ids),
         )
 
 
-class _polygon_validity:  # noqa: N801 (used as a function that returns a future)
+class _Validity:
     """``shapely.is_valid`` of the Polygon/MultiPolygon features (True elsewhere), computed
     in halves on the pool's two threads; :meth:`result` waits for it."""
 
@@ -1017,7 +1017,6 @@ class _polygon_validity:  # noqa: N801 (used as a function that returns a future
         valid = np.ones(self._n, dtype=bool)
         valid[self._poly] = np.concatenate([p.result() for p in self._parts])
         return valid
-
 
 
 def _load_checked(
