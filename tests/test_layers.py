@@ -632,3 +632,67 @@ def test_layers_check_errors_exit_1(tmp_path):
     assert "u.csv: cannot tell the sites' category" in result.output
     result = CliRunner().invoke(cli, ["layers", "check", str(path), "--category", "school"])
     assert result.exit_code == 0 and "school            1" in result.output
+
+
+def test_geoparquet_read_by_pyarrow_equals_geopandas_read(tmp_path, monkeypatch):
+    """The WKB GeoParquet fast path loads what geopandas.read_parquet loads (issue #10)."""
+    import dataclasses
+
+    import geofence.layers as layers_mod
+
+    merc = gpd.GeoDataFrame(
+        {
+            "name": ["a", None, "c", "d"],
+            "OBJECTID": [1, 2, 3, 4],
+            "value": [1.5, None, 3.0, 4.0],
+            "category": ["school", "school", "medical", "worship"],
+        },
+        geometry=[
+            shapely.Point(-13600000, 6000000),
+            shapely.box(-13600000, 6000000, -13599000, 6001000),
+            None,
+            shapely.Polygon(  # a bow tie: repaired
+                [
+                    (-13600000, 6000000),
+                    (-13599000, 6001000),
+                    (-13599000, 6000000),
+                    (-13600000, 6001000),
+                ]
+            ),
+        ],
+        crs="EPSG:3857",
+        index=[10, 11, 12, 13],
+    )
+    merc.to_parquet(tmp_path / "merc.parquet")
+    merc.to_crs(4326).to_parquet(tmp_path / "wgs.parquet")
+    merc.to_crs(4326).set_crs(None, allow_override=True).to_parquet(tmp_path / "nocrs.parquet")
+    points = merc.to_crs(4326).iloc[[0]]  # GeoArrow encodings hold one geometry type
+    points.to_parquet(tmp_path / "native.parquet", geometry_encoding="geoarrow")
+    calls = []
+    fast = layers_mod._read_geoparquet_wkb
+
+    def counted(path):
+        out = fast(path)
+        calls.append(out is not None)
+        return out
+
+    def load(name):
+        layer = load_layers(tmp_path / name, crs="EPSG:4326" if name == "nocrs.parquet" else None)
+        s = layer.sites
+        return (
+            {c: s[c].astype(object).tolist() for c in s.columns if c != "geometry"},
+            shapely.to_wkb(s.geometry.values).tolist(),
+            [dataclasses.asdict(x) for x in layer.sources],
+        )
+
+    names = ["merc.parquet", "wgs.parquet", "nocrs.parquet", "native.parquet"]
+    monkeypatch.setattr(layers_mod, "_read_geoparquet_wkb", counted)
+    by_pyarrow = {n: load(n) for n in names}
+    assert calls == [True, True, True, False]  # GeoArrow-encoded files go to geopandas
+    monkeypatch.setattr(layers_mod, "_read_geoparquet_wkb", lambda path: None)
+    by_geopandas = {n: load(n) for n in names}
+    assert by_pyarrow == by_geopandas
+    attrs, _wkb, sources = by_pyarrow["merc.parquet"]
+    assert attrs["site_id"] == ["merc:1", "merc:2", "merc:4"]
+    assert sources[0]["crs"] == "EPSG:3857" and len(sources[0]["repaired"]) == 1
+    assert sources[0]["rejected"] == [("merc:3", "no geometry (null)")]
