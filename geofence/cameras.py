@@ -495,16 +495,16 @@ def _feature_fields(r) -> tuple:
 def _records_to_cameras(
     recs: list, kind: str, path: Path, columns: Mapping[str, str]
 ) -> tuple[Cameras, Rejected]:
-    """Validate parsed JSON records column by column (no work per record beyond a lookup).
+    """Validate parsed JSON records column by column (per record, only lookups).
 
     ``recs`` are GeoJSON Features (``kind="geojson"``) or Overpass elements
     (``kind="overpass"``); a line of a sequence that is not JSON is kept as its text.
     """
     n = len(recs)
     stem, label = _file_stem(path), path.name
-    is_dict = [isinstance(r, dict) for r in recs]
     reason = np.full(n, None, dtype=object)
     if kind == "overpass":
+        is_dict = [isinstance(r, dict) for r in recs]
         tags = [(r.get("tags") if d else None) for r, d in zip(recs, is_dict, strict=True)]
         tags = [t if isinstance(t, dict) else {} for t in tags]
         el_type = [(r.get("type") if d else None) for r, d in zip(recs, is_dict, strict=True)]
@@ -612,7 +612,7 @@ def _fast_json(data: bytes):
     """
     try:
         import orjson
-    except ImportError:  # an optional speed-up; json reads the same files
+    except ImportError:  # a core dependency, but only a speed-up: json reads the same files
         return None
     body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
     try:

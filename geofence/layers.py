@@ -1012,6 +1012,27 @@ def _combine(frames: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(out, geometry="geometry", crs=WGS84)
 
 
+class _Validity:
+    """``shapely.is_valid`` of the Polygon/MultiPolygon features (True elsewhere), computed
+    in halves on two threads of its own; :meth:`result` waits for it."""
+
+    def __init__(self, geoms: np.ndarray, type_ids: np.ndarray):
+        self._poly = np.flatnonzero(np.isin(type_ids, (_POLYGON, _MULTIPOLYGON)))
+        self._n = len(geoms)
+        half = len(self._poly) // 2
+        pool = ThreadPoolExecutor(2, thread_name_prefix="geofence-layers")
+        self._parts = [
+            pool.submit(shapely.is_valid, geoms[idx])
+            for idx in (self._poly[:half], self._poly[half:])
+        ]
+        pool.shutdown(wait=False)  # the two tasks still run; the threads end after them
+
+    def result(self) -> np.ndarray:
+        valid = np.ones(self._n, dtype=bool)
+        valid[self._poly] = np.concatenate([p.result() for p in self._parts])
+        return valid
+
+
 def _load_one(
     spec: _Spec, budget: int, max_vertices: int, maps
 ) -> tuple[gpd.GeoDataFrame, LayerSource]:
@@ -1023,43 +1044,7 @@ def _load_one(
     # GEOS's validity test is the largest step of a load (0.1 s per 80k polygons) and
     # releases the GIL: run it beside the column work below (issue #10 benchmark).
     type_ids = shapely.get_type_id(geoms)
-    with ThreadPoolExecutor(2, thread_name_prefix="geofence-layers") as pool:
-        return _load_checked(
-            spec,
-            frame,
-            geoms,
-            reasons,
-            file_crs,
-            label,
-            type_ids,
-            maps,
-            max_vertices,
-            _Validity(pool, geoms, type_ids),
-        )
-
-
-class _Validity:
-    """``shapely.is_valid`` of the Polygon/MultiPolygon features (True elsewhere), computed
-    in halves on the pool's two threads; :meth:`result` waits for it."""
-
-    def __init__(self, pool: ThreadPoolExecutor, geoms: np.ndarray, type_ids: np.ndarray):
-        self._poly = np.flatnonzero(np.isin(type_ids, (_POLYGON, _MULTIPOLYGON)))
-        self._n = len(geoms)
-        half = len(self._poly) // 2
-        self._parts = [
-            pool.submit(shapely.is_valid, geoms[idx])
-            for idx in (self._poly[:half], self._poly[half:])
-        ]
-
-    def result(self) -> np.ndarray:
-        valid = np.ones(self._n, dtype=bool)
-        valid[self._poly] = np.concatenate([p.result() for p in self._parts])
-        return valid
-
-
-def _load_checked(
-    spec: _Spec, frame, geoms, reasons, file_crs, label, type_ids, maps, max_vertices, validity
-) -> tuple[gpd.GeoDataFrame, LayerSource]:
+    validity = _Validity(geoms, type_ids)
     path = spec.path
     file = path.name
     stem = _file_stem(path)
