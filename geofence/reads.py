@@ -85,6 +85,12 @@ CHUNK_BYTES = 4 << 20
 """Decompressed bytes read per step: one Arrow block. Both cores are already busy with the
 pipeline's stages, and 8 MiB steps held ~60 MB more in flight at no gain in speed (#5)."""
 
+FIRST_SPAN_BYTES = 1 << 20
+"""Bytes of records in a stream's first span. The header read has already taken a whole
+chunk, and the first span used to be that chunk and the next (8 MiB, ~115k reads): the
+output stage waited ~0.05 s for it to be parsed and matched at the start of every file,
+which a scale-out task, one file per task, cannot hide behind the file before (#13)."""
+
 NORMALISED_COLUMNS = ("read_id", "plate", "timestamp", "camera_id", "agency")
 """String columns every batch's ``columns`` table starts with, in this order."""
 
@@ -503,7 +509,14 @@ class ReadStream:
         # and its generator's ``finally`` stops the worker.
         carry, self._carry = self._carry, b""
         spans = _ReadAhead(
-            _split_spans(self._src, carry, self._chunk_bytes, self.max_line_bytes, self._counts)
+            _split_spans(
+                self._src,
+                carry,
+                self._chunk_bytes,
+                self.max_line_bytes,
+                self._counts,
+                FIRST_SPAN_BYTES,
+            )
         )
         try:
             for span in spans:
@@ -915,12 +928,25 @@ class _ZstdReader:
 
 
 def _split_spans(
-    src: _Source, carry: bytes, chunk_bytes: int, limit: int, counts: dict
+    src: _Source,
+    carry: bytes,
+    chunk_bytes: int,
+    limit: int,
+    counts: dict,
+    first_bytes: int,
 ) -> Iterator[_Span]:
-    """Record-aligned buffers: read, decompress, hash and split (runs in a worker)."""
+    """Record-aligned buffers: read, decompress, hash and split (runs in a worker).
+
+    The first span holds only the records within the first ``first_bytes`` of what the
+    header read left over, so the first batch is parsed and matched while the rest is
+    read (:data:`FIRST_SPAN_BYTES`).
+    """
     row = 1  # row number of the next record
+    head = first_bytes if first_bytes and len(carry) > first_bytes else None
     while True:
-        if src.eof:
+        if head is not None:
+            buf, eof = carry, False  # a prefix: its last record may go on
+        elif src.eof:
             buf, eof = carry, True
         else:
             try:
@@ -930,11 +956,14 @@ def _split_spans(
             buf, eof = (carry + chunk if carry else chunk), src.eof
         if not buf:
             return
-        arr = np.frombuffer(buf, dtype=np.uint8)
-        ends, q = _record_ends(arr, eof=eof, quotes=buf.find(b'"') != -1)
+        prefix = head is not None
+        n = head if prefix else len(buf)
+        head = None
+        arr = np.frombuffer(buf, dtype=np.uint8, count=n)
+        ends, q = _record_ends(arr, eof=eof, quotes=buf.find(b'"', 0, n) != -1)
         if ends.size == 0:  # not one complete record yet: read on
             carry = buf
-            if len(carry) > limit:
+            if not prefix and len(carry) > limit:
                 _too_long(src.label, limit, row, len(carry), complete=False)
             continue
         starts = np.empty_like(ends)
@@ -953,7 +982,7 @@ def _split_spans(
             i = int(np.flatnonzero(lengths > limit)[0])
             _too_long(src.label, limit, row + i, int(lengths[i]), complete=True)
         carry = buf[last_end:]
-        if len(carry) > limit:
+        if not prefix and len(carry) > limit:
             _too_long(src.label, limit, row + len(starts), len(carry), complete=False)
         if starts.size:
             yield _Span(buf, starts, ends, q, gaps, row)

@@ -651,6 +651,9 @@ def scan_partition(
         profile=setup.profile,
         require_position=setup.positions is None,
     ) as stream:
+        sized = setup.batch_size is None and isinstance(stream, ReadStream)
+        if sized:  # a small first batch starts the output stage early (FIRST_SPAN_BYTES)
+            stream.batch_size = MIN_BATCH
         for res in scan_batches(_with_cameras(stream, setup.positions, cam), setup.engine):
             outq.submit(
                 functools.partial(
@@ -658,7 +661,7 @@ def scan_partition(
                 )
             )
             governor.check()
-            if setup.batch_size is None and isinstance(stream, ReadStream):
+            if sized:
                 stream.batch_size = _batch_size(len(res.matches.site), len(res.batch))
             if progress:
                 progress(len(res.batch))
@@ -876,11 +879,15 @@ def run_scan(
             if out is not None:
                 credits = sorted({s.attribution for s in layer_sources if s.attribution})
                 writer = WRITERS[fmt](
-                    stack.enter_context(atomic_output(out, background=True)),
+                    stack.enter_context(atomic_output(out, background=True, digest=False)),
                     attribution="; ".join(credits) or None,
                 )
                 writer.start()
-            rej = RejectsWriter(stack.enter_context(atomic_output(rejects))) if rejects else None
+            rej = (
+                RejectsWriter(stack.enter_context(atomic_output(rejects, digest=False)))
+                if rejects
+                else None
+            )
             if kind == "local":
                 scans = _scan_local(plan, setup, writer, rej, progress)
             else:

@@ -15,6 +15,7 @@ import hashlib
 import io
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -787,13 +788,16 @@ def logs(draw) -> bytes:
     return data
 
 
-def _outputs(data: bytes, batch_size: int, chunk_bytes: int) -> dict:
-    res = read_all(
-        io.BytesIO(data),
-        batch_size=batch_size,
-        chunk_bytes=chunk_bytes,
-        timezone="America/Los_Angeles",
-    )
+def _outputs(
+    data: bytes, batch_size: int, chunk_bytes: int, first_bytes: int | None = None
+) -> dict:
+    with mock.patch.object(reads, "FIRST_SPAN_BYTES", first_bytes or reads.FIRST_SPAN_BYTES):
+        res = read_all(
+            io.BytesIO(data),
+            batch_size=batch_size,
+            chunk_bytes=chunk_bytes,
+            timezone="America/Los_Angeles",
+        )
     return {
         "row": res.row.tolist(),
         "lon": res.lon.tobytes(),
@@ -806,11 +810,19 @@ def _outputs(data: bytes, batch_size: int, chunk_bytes: int) -> dict:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=logs(), batch_size=st.sampled_from([1, 7]), chunk=st.sampled_from([1, 5, 33, 200]))
-@example(data=b'lat,lon,time,note\n1,2,,"a\nb"\n\n3,4,,x', batch_size=1, chunk=1)
-def test_batch_and_chunk_size_never_change_the_output(data, batch_size, chunk):
+@given(
+    data=logs(),
+    batch_size=st.sampled_from([1, 7]),
+    chunk=st.sampled_from([1, 5, 33, 200]),
+    first=st.sampled_from([1, 4, 9, 40, 10**6]),
+)
+@example(data=b'lat,lon,time,note\n1,2,,"a\nb"\n\n3,4,,x', batch_size=1, chunk=1, first=10**6)
+@example(data=b'lat,lon,time,note\n1,2,,"a\nb"\n\n3,4,,x', batch_size=7, chunk=200, first=9)
+def test_batch_chunk_and_first_span_size_never_change_the_output(data, batch_size, chunk, first):
+    # first: bytes of the first span (FIRST_SPAN_BYTES), cut out of what the header read
+    # left over; it may end inside a quoted line break or a blank line (#13)
     reference = _outputs(data, reads._DEFAULT_BATCH, reads.CHUNK_BYTES)
-    assert _outputs(data, batch_size, chunk) == reference
+    assert _outputs(data, batch_size, chunk, first) == reference
     # Every record comes out once: rows are 1..n and the bytes add back up (no blank lines
     # are records, so compare with them removed).
     assert reference["row"] == list(range(1, len(reference["row"]) + 1))
@@ -941,6 +953,42 @@ def test_cells_match_their_raw_bytes(data, chunk):
         text = raw.decode("utf-8")
         (cells,) = list(csv.reader(io.StringIO(text, newline=""), strict=True))
         assert cells == [res.columns.column(n)[i].as_py() for n in names]
+
+
+def test_a_short_first_span_is_not_a_long_row(tmp_path):
+    # The first span is a prefix of the header read's chunk (FIRST_SPAN_BYTES, #13): the
+    # rest of that chunk is not an unfinished row over max_line_bytes, and a first row
+    # longer than the prefix is read whole.
+    short = ["lat,lon,note"] + [f"47.{i},-122.{i},r{i}" for i in range(300)]
+    long_first = [short[0], "47.1,-122.1," + "x" * 150, *short[1:]]
+    spans: list[int] = []
+    split = reads._split_spans
+
+    def counted(*args):
+        for span in split(*args):
+            spans.append(len(span.starts))
+            yield span
+
+    for rows, limit in ((short, 50), (long_first, 200)):
+        path = write(tmp_path, "\n".join(rows) + "\n")
+        reference = read_all(path, max_line_bytes=limit, chunk_bytes=4096)
+        spans.clear()
+        with (
+            mock.patch.object(reads, "FIRST_SPAN_BYTES", 64),
+            mock.patch.object(reads, "_split_spans", counted),
+        ):
+            got = read_all(path, max_line_bytes=limit, chunk_bytes=4096)
+        assert got.row.tolist() == reference.row.tolist() == list(range(1, len(rows)))
+        assert got.raw_rows == reference.raw_rows
+        assert got.col("note") == reference.col("note")
+        # the short log's first span: its rows that end within 64 bytes; the long first
+        # row is in none, so the first span is the whole log (a chunk more is read)
+        ends = np.cumsum([len(r) + 1 for r in rows[1:]])
+        assert spans[0] == (int((ends <= 64).sum()) if rows is short else len(rows) - 1)
+        assert 0 < spans[0] < 10 or rows is long_first
+    with pytest.raises(ResourceLimitError, match="row 1 is"):  # the limit still holds
+        with mock.patch.object(reads, "FIRST_SPAN_BYTES", 64):
+            read_all(path, max_line_bytes=100, chunk_bytes=4096)
 
 
 def test_header_longer_than_the_limit(tmp_path):
