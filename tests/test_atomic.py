@@ -69,6 +69,19 @@ def test_background_writer_gives_the_same_bytes_and_hash(tmp_path):
     assert out[True] == out[False]
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_output_without_digest_has_the_same_bytes_and_no_sha256(tmp_path, background):
+    chunks = [os.urandom(n) for n in (1, 5000, 1 << 20)] * 3
+    target = tmp_path / "out.bin"
+    with atomic.atomic_output(target, background=background, digest=False) as w:
+        for c in chunks:
+            w.write(c)
+    assert target.read_bytes() == b"".join(chunks)
+    assert w.size == len(b"".join(chunks))
+    with pytest.raises(ValueError, match="digest=False"):
+        _ = w.sha256
+
+
 def test_background_writer_error_reaches_the_caller_and_leaves_no_file(tmp_path, monkeypatch):
     target = tmp_path / "out.csv"
     real = atomic._HashingWriter._commit

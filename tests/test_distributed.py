@@ -303,6 +303,30 @@ def test_local_processes_and_dask_write_the_same_bytes(corpus, local, cluster, f
     assert len(rej_lines) - 1 == corpus["n_rejected"]
 
 
+def test_the_cluster_scan_starts_gives_the_bytes_and_preloads_the_scan(corpus, local, tmp_path):
+    # --workers starts a LocalCluster of its own (the other tests use a running one); its
+    # workers import the scan while they register (dask_setup), not in their first task
+    got, res = _scan_cli(corpus, tmp_path / "own", "--workers", "1")
+    assert res.exit_code == 0, res.output
+    assert got == local
+    assert not _hidden_leftovers(tmp_path / "own")
+
+    from geofence.distributed import Cluster, _DaskConnection
+
+    def imported():
+        return [m for m in ("geofence.scan", "geopandas") if m in sys.modules]
+
+    conn = _DaskConnection(Cluster("dask", workers=1))
+    try:
+        client = conn.client()
+        deadline = time.monotonic() + 60
+        while (mods := list(client.run(imported).values())) != [["geofence.scan", "geopandas"]]:
+            assert time.monotonic() < deadline, f"the worker has imported only {mods}"
+            time.sleep(0.05)
+    finally:
+        conn.close()
+
+
 def test_report_rows_are_in_plan_order_with_row_numbers_of_their_file(corpus, local):
     fc = json.loads(local["report"])
     order = {str(p): i for i, p in enumerate(corpus["files"])}
