@@ -393,12 +393,19 @@ def _fs(url: str, storage_options):
 
 
 def warm_imports() -> None:
-    """Import what a task needs: the scan's modules and GeoPandas, the site table's type."""
-    import geopandas  # noqa: F401
+    """Import what a task needs: the scan's modules and GeoPandas, the site table's type.
 
-    import geofence.engine
-    import geofence.report
-    import geofence.scan  # noqa: F401
+    A failure is left to the first task, which imports the same and reports it as a
+    failed partition; here it would only be a thread's traceback in the worker's log.
+    """
+    try:
+        import geopandas  # noqa: F401
+
+        import geofence.engine
+        import geofence.report
+        import geofence.scan  # noqa: F401
+    except Exception as exc:  # pragma: no cover - a broken install; the task says so
+        log.debug("warm imports failed: %s", exc)
 
 
 def dask_setup(worker) -> None:
