@@ -8,6 +8,8 @@ the 100,000-site synthetic layer of the peer benchmark (``benchmarks/generate.py
 GeoPandas projects both to UTM zone 10N (EPSG:32610, the peer benchmark's CRS) and runs
 ``sjoin(predicate="dwithin")``: polygons at the distance, points at the distance plus the largest
 footprint, then each point pair filtered by its own footprint (as ``benchmarks/peers.py`` does).
+No shared camera lies in the synthetic layer's box (the SF Bay Area), so both find no pair: this
+workload times reading, fencing and the candidate search; ``schools`` has the pairs.
 
 ``schools``: the same cameras against the 10,613 active California public schools
 (``sample_data/cameras``), points taken as points (footprint 0), at 300 m; GeoPandas in California
