@@ -186,6 +186,23 @@ class _BackgroundWriter(_HashingWriter):
 
 
 @contextlib.contextmanager
+def hashed_writer(
+    fh: BinaryIO, *, background: bool = False, writeback: bool = False, digest: bool = True
+) -> Iterator[_HashingWriter]:
+    """A writer over the open binary file ``fh`` (see :func:`atomic_output`): closed when
+    the block ends, so everything written has reached ``fh``; abandoned if it raises."""
+    w = (_BackgroundWriter if background else _HashingWriter)(
+        fh, writeback=writeback, digest=digest
+    )
+    try:
+        yield w
+        w.close()
+    except BaseException:
+        w.abort()
+        raise
+
+
+@contextlib.contextmanager
 def atomic_output(
     path: str | os.PathLike, *, background: bool = False, digest: bool = True
 ) -> Iterator[_HashingWriter]:
@@ -222,14 +239,8 @@ def atomic_output(
         ) from None
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-            kind = _BackgroundWriter if background else _HashingWriter
-            w = kind(fh, writeback=True, digest=digest)
-            try:
+            with hashed_writer(fh, background=background, writeback=True, digest=digest) as w:
                 yield w
-                w.close()
-            except BaseException:
-                w.abort()
-                raise
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)

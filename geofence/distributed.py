@@ -34,6 +34,7 @@ bad input is not retried. Whatever fails, no file appears at a final path.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -49,7 +50,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geofence.atomic import _BackgroundWriter  # the writer atomic_output hands out
+from geofence.atomic import hashed_writer  # the writers atomic_output hands out
 from geofence.errors import GeofenceError, UsageError
 from geofence.plan import Partition, ScanPlan, TransientIOError, is_url, transient
 
@@ -344,12 +345,15 @@ def _fragment_output(task: Task, name: str, frags: dict):
     """A fragment file in staging: temp file + atomic rename, or one PUT to a store."""
     kind = name.rsplit(".", 1)[1]
     url = f"{task.staging.rstrip('/')}/{name}"
+    # Hashed and written in a thread beside the output stage, the scan's slower one: a
+    # task's output ends with its partition, with no next file to hide it behind (#13).
+    hashed = functools.partial(hashed_writer, background=True)
     if not is_url(task.staging):
         # temp file + rename, without atomic_output's fsync: a fragment lives for one run,
         # and what a crash loses is rerun anyway; the rename makes it appear only whole
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.partial-", dir=task.staging)
         try:
-            with os.fdopen(fd, "wb", buffering=1 << 20) as raw, _hashed(raw) as fh:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as raw, hashed(raw) as fh:
                 yield fh
             os.replace(tmp, url)
         except BaseException:
@@ -360,7 +364,7 @@ def _fragment_output(task: Task, name: str, frags: dict):
         return
 
     with tempfile.TemporaryFile() as tmp:
-        with _hashed(tmp) as fh:
+        with hashed(tmp) as fh:
             yield fh
         tmp.flush()
         tmp.seek(0)
@@ -371,19 +375,6 @@ def _fragment_output(task: Task, name: str, frags: dict):
         except Exception as exc:
             raise transient(exc, url) from exc
     frags[kind] = Fragment(url, fh.sha256, fh.size, None)
-
-
-@contextlib.contextmanager
-def _hashed(raw):
-    """Hash and write in a thread beside the output stage, which is the scan's slower one:
-    a task's output ends with its partition, with no next file to hide it behind (#13)."""
-    fh = _BackgroundWriter(raw)
-    try:
-        yield fh
-        fh.close()
-    except BaseException:
-        fh.abort()
-        raise
 
 
 def _fs(url: str, storage_options):
