@@ -873,8 +873,8 @@ def test_log_without_coordinate_columns_is_placed_by_the_camera_table(tmp_path):
     assert sorted(gdf["read_id"]) == sorted(out["a"][0])
 
 
-def test_json_and_orjson_read_the_same_cameras_and_rejects(tmp_path, monkeypatch):
-    """orjson is a speed-up only: every record reads as json reads it, odd ones included."""
+def test_json_and_msgspec_read_the_same_cameras_and_rejects(tmp_path, monkeypatch):
+    """msgspec is a speed-up only: every record reads as json reads it, odd ones included."""
     import dataclasses
 
     import geofence.cameras as cameras_mod
@@ -894,13 +894,16 @@ def test_json_and_orjson_read_the_same_cameras_and_rejects(tmp_path, monkeypatch
         None,
     ]
     plain = _write_fc(tmp_path / "odd.geojson", odd)
-    special = tmp_path / "special.geojson"  # NaN literal and a 70-bit integer: json only
+    special = tmp_path / "special.geojson"  # a NaN literal and 1e400: json only
     special.write_text(
         '{"type": "FeatureCollection", "features": ['
         '{"type": "Feature", "geometry": {"type": "Point", "coordinates": [NaN, 1]}},'
+        '{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1e400, 1]}},'
         '{"type": "Feature", "id": 1180591620717411303424, "geometry": '
         '{"type": "Point", "coordinates": [-122.1, 37.7]}}]}'
     )
+    bigint = tmp_path / "bigint.geojson"  # a 70-bit id stays exact (orjson made it a float)
+    bigint.write_text(special.read_text().replace("NaN", "1").replace("1e400", "2"))
     bom = tmp_path / "bom.geojson"
     bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
 
@@ -912,12 +915,15 @@ def test_json_and_orjson_read_the_same_cameras_and_rejects(tmp_path, monkeypatch
             [dataclasses.asdict(i) for i in inputs],
         )
 
-    fast = {p.name: read(p) for p in (plain, special, bom)}
+    files = (plain, special, bom, bigint)
+    fast = {p.name: read(p) for p in files}
     assert cameras_mod._fast_json(plain.read_bytes()) is not None  # the fast path was taken
+    assert cameras_mod._fast_json(bigint.read_bytes()) is not None
     assert cameras_mod._fast_json(special.read_bytes()) is None
     monkeypatch.setattr(cameras_mod, "_fast_json", lambda data: None)
-    slow = {p.name: read(p) for p in (plain, special, bom)}
+    slow = {p.name: read(p) for p in files}
     assert fast == slow
+    assert fast["bigint.geojson"][0]["camera_id"][-1] == "bigint:1180591620717411303424"
     cams, rej, _ = fast["odd.geojson"]
     assert cams["camera_id"][:2] == ["padded", "osm:node/12"]
     assert cams["heading"][:2] == ["NE", "90"] and cams["manufacturer"][1] == "7"
@@ -957,3 +963,65 @@ def test_link_prefilter_keeps_every_camera_with_a_neighbour_in_reach():
         assert linked.sum() > 10 and (~linked).sum() > 10  # both kinds present
         assert not (linked & ~kept).any(), (lat0, link_m)
         assert kept.sum() < n  # it does filter
+
+
+@pytest.mark.parametrize("columns", [None, {"camera_id": "ref", "direction": "heading"}])
+def test_the_typed_path_reads_what_the_general_path_reads(tmp_path, monkeypatch, columns):
+    """A FeatureCollection of cameras takes the typed decode (issue #10 benchmark); it must
+    give exactly the general reader's cameras, whatever the tags hold."""
+    import dataclasses
+
+    import geofence.cameras as cameras_mod
+
+    kept = [
+        _feature(-122.27, 37.8, camera_id=" padded ", direction="NE", operator="", ref="r1"),
+        _feature(-122.27, 37.8, **{"@id": "node/12", "camera:direction": 90, "manufacturer": 7}),
+        {"type": "Feature", "id": 5, "properties": None, "geometry": _feature(1, 2)["geometry"]},
+        _feature(3, 4, osm_id="x", id="p", heading=" 270 ", operator=["a", "b"], ref=None),
+        _feature(-122.2, 37.8, **{"camera:type": {"k": 1}, "direction": "  ", "ref": 12.5}),
+        {**_feature(-122.2, 37.8, direction="S"), "id": 1.5, "bbox": [0, 0, 1, 1]},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-122.2, 37.8, 12.5]}},
+        {"geometry": {"coordinates": [7, 8], "type": "Point"}, "type": "Feature", "x": {}},
+    ]
+    plain = _write_fc(tmp_path / "plain.geojson", kept)
+    dup = tmp_path / "dup.geojson"  # a repeated key: the last one counts, as in json
+    dup.write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
+        '{"direction": "N", "direction": "E"}, "geometry": {"type": "Point", "coordinates": [1, 1]}}]}'
+    )
+    bom = tmp_path / "bom.geojson"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    bigint = tmp_path / "bigint.geojson"
+    bigint.write_text(json.dumps({"type": "FeatureCollection", "features": kept[:2]})[:-2])
+    bigint.write_text(
+        bigint.read_text() + ', {"type": "Feature", "id": 1180591620717411303424, '
+        '"geometry": {"type": "Point", "coordinates": [-122.1, 37.7]}}]}'
+    )
+    one_reject = _write_fc(tmp_path / "reject.geojson", [*kept, _feature(None, 37.8)])
+    files = (plain, dup, bom, bigint, one_reject)
+
+    def read(path):
+        cams, rej, inputs = read_cameras(path, columns=columns)
+        return (
+            {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(cams).items()},
+            dataclasses.asdict(rej),
+            [dataclasses.asdict(i) for i in inputs],
+        )
+
+    typed = {p.name: read(p) for p in files}
+    for p in (plain, dup, bom):  # these took the typed path
+        assert cameras_mod._read_point_collection(p.read_bytes(), p, columns or {}) is not None
+    # a file with a reject is worded by the general path
+    assert cameras_mod._read_point_collection(one_reject.read_bytes(), one_reject, {}) is None
+    monkeypatch.setattr(cameras_mod, "_read_point_collection", lambda *a: None)
+    general = {p.name: read(p) for p in files}
+    assert typed == general
+    cams = typed["plain.geojson"][0]
+    assert len(cams["row"]) == len(kept)
+    if columns:
+        assert cams["camera_id"][:2] == ["r1", "osm:node/12"]
+        assert cams["heading"][3] == "270" and cams["camera_id"][4] == "12.5"
+    else:
+        assert cams["camera_id"][:4] == ["padded", "osm:node/12", "plain:5", "plain:p"]
+        assert cams["operator"][3] == '["a", "b"]' and cams["camera_type"][4] == '{"k": 1}'
+        assert typed["dup.geojson"][0]["heading"] == ["E"]
