@@ -294,6 +294,28 @@ def test_out_of_range_coordinates_are_an_error_naming_file_and_feature(tmp_path,
         load_layers(_write_csv(tmp_path / "far.csv", rows), category="school")
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        shapely.Point(float("nan"), 10),
+        shapely.Point(10, float("inf")),
+        shapely.LineString([(0, 0), (1, float("-inf"))]),
+        shapely.Point(180.000001, 0),
+    ],
+    ids=["nan", "inf", "line-inf", "lon-180.000001"],
+)
+def test_non_finite_or_out_of_range_coordinates_are_an_error(tmp_path, bad):
+    """The layer's one-pass coordinate check: NaN and infinities fail it as out of range."""
+    path = tmp_path / "odd.parquet"
+    gpd.GeoDataFrame(
+        {"site_id": ["a", "b"], "category": ["school", "school"]},
+        geometry=[shapely.Point(-122, 47), bad],
+        crs="EPSG:4326",
+    ).to_parquet(path)
+    with pytest.raises(LayerError, match=r"^odd\.parquet: feature b: coordinate .* is outside lon"):
+        load_layers(path)
+
+
 # --------------------------------------------------------------------------------------
 # CRS
 
