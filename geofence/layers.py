@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 import json
 import tomllib
@@ -34,6 +33,7 @@ import shapely
 
 from geofence._memory import gc_paused
 from geofence._resources import layers_dir
+from geofence.atomic import sha256_file
 from geofence.errors import CRSError, LayerError, ResourceLimitError
 from geofence.model import CATEGORIES, LayerSource
 
@@ -466,14 +466,6 @@ def _format_of(path: Path, format_ext: str | None) -> tuple[str, str, bool]:
     if gz and kind == "vector" and label != "GeoJSON":
         raise LayerError(f"{path.name}: compressed {label} is not supported; decompress it first")
     return label, kind, gz
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _norm(name: object) -> str:
@@ -1055,7 +1047,7 @@ def _load_one(
     file = path.name
     stem = _file_stem(path)
     source = LayerSource(
-        path=path, sha256=_sha256(path), format=label, crs=None, features_in=len(frame)
+        path=path, sha256=sha256_file(path), format=label, crs=None, features_in=len(frame)
     )
     # Licence and attribution columns (OSM imports, issue #8) travel with the layer to
     # `layers check`, scan summaries and sharing manifests.
