@@ -392,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     if loc and cpu:
         # On N cores no engine can finish before the local run's CPU time / N, whatever its
         # overhead: the floor of the "2 workers <= 0.7x local" target (issue #13).
-        cores = os.cpu_count() or 1
+        cores = (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        ) or 1  # the cores this process may use, not the host's
         record["local_cores_busy"] = round(cpu / loc, 2)
         record["floor_ratio_on_this_machine"] = round(cpu / cores / loc, 2)
         lines.append("")

@@ -654,7 +654,9 @@ def _fast_json(data: bytes):
         return None
 
 
-_ID_TAGS = ("@id", "id", "osm_id")  # properties that name a feature, after its own "id"
+# Properties that name a feature. The order of precedence is _feature_fields': "@id", the
+# feature's own "id", then the properties "id" and "osm_id".
+_ID_TAGS = ("@id", "id", "osm_id")
 
 
 @functools.lru_cache(maxsize=8)

@@ -991,12 +991,9 @@ def test_the_typed_path_reads_what_the_general_path_reads(tmp_path, monkeypatch,
     )
     bom = tmp_path / "bom.geojson"
     bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
-    bigint = tmp_path / "bigint.geojson"
-    bigint.write_text(json.dumps({"type": "FeatureCollection", "features": kept[:2]})[:-2])
-    bigint.write_text(
-        bigint.read_text() + ', {"type": "Feature", "id": 1180591620717411303424, '
-        '"geometry": {"type": "Point", "coordinates": [-122.1, 37.7]}}]}'
-    )
+    bigint = tmp_path / "bigint.geojson"  # a 70-bit id: json.dumps writes it as an integer
+    big = {"type": "Feature", "id": 2**70, "geometry": {"type": "Point", "coordinates": [1, 2]}}
+    _write_fc(bigint, [*kept[:2], big])
     one_reject = _write_fc(tmp_path / "reject.geojson", [*kept, _feature(None, 37.8)])
     files = (plain, dup, bom, bigint, one_reject)
 
