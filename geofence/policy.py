@@ -677,13 +677,50 @@ def load_policy(
             clauses=tuple(c for e in entries for c in e.clauses),
         )
 
+    infos: list[PackInfo] = []
+    for pack in packs:
+        for info in (pack.info, *pack.parents):
+            if info not in infos:
+                infos.append(info)
+    return with_distances(Policy(tier=tier, categories=rules, packs=tuple(infos)), overrides)
+
+
+def with_distances(policy: Policy, overrides: Mapping[str, float] | None) -> Policy:
+    """The policy with some categories' distances replaced.
+
+    Parameters
+    ----------
+    policy : Policy
+    overrides : mapping of str to float, optional
+        Category id -> distance in metres (``buffer_m``); tiers, footprints and clauses
+        are kept.
+
+    Returns
+    -------
+    Policy
+        A new policy (the same object when there is nothing to override).
+
+    Raises
+    ------
+    PolicyError
+        If an override names an unknown category, one the policy does not list, or a
+        distance that is not a finite number of metres >= 0.
+
+    Examples
+    --------
+    >>> with_distances(load_policy(), {"school": 300}).categories["school"].buffer_m
+    300.0
+    """
+    if not overrides:
+        return policy
+    rules = dict(policy.categories)
     for cat_id, metres in (overrides or {}).items():
         if cat_id not in CATEGORIES:
             raise PolicyError(
                 f"distance override {cat_id}={metres}: unknown category; use one of {', '.join(CATEGORIES)}"
             )
         if cat_id not in rules:
-            chosen = ", ".join(p.name for p in packs)
+            chosen = ", ".join(p.name for p in policy.packs)
             raise PolicyError(
                 f"distance override {cat_id}={metres}: no chosen pack ({chosen}) lists {cat_id}; choose a pack that does"
             )
@@ -699,9 +736,4 @@ def load_policy(
             )
         rules[cat_id] = dataclasses.replace(rules[cat_id], buffer_m=value)
 
-    infos: list[PackInfo] = []
-    for pack in packs:
-        for info in (pack.info, *pack.parents):
-            if info not in infos:
-                infos.append(info)
-    return Policy(tier=tier, categories=rules, packs=tuple(infos))
+    return dataclasses.replace(policy, categories=rules)

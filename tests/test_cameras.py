@@ -965,6 +965,57 @@ def test_link_prefilter_keeps_every_camera_with_a_neighbour_in_reach():
         assert kept.sum() < n  # it does filter
 
 
+def test_site_prefilter_keeps_every_site_within_reach_of_a_camera():
+    """_near_cameras is a pre-filter: it may keep far sites, never drop one in reach."""
+    from geofence.cameras import Cameras, _near_cameras
+
+    rng = np.random.default_rng(12)
+    reach_m = 450.0
+    # cameras on one side of grid-cell corners (0.05 deg cells; NE, SE, NW, NE, SW), so
+    # that the cells across the edges are empty; beside the antimeridian and a pole
+    anchors = [(-122.25, 37.8, 1, 1), (-122.2, 37.75, 1, -1), (-117.5, 34.1, -1, 1)]
+    anchors += [(-180.0, 64.0, 1, 1), (10.0, 89.95, -1, -1)]
+    off = np.abs(rng.normal(0, 0.002, (len(anchors), 40)))
+    lon = np.concatenate([x + sx * o for (x, _, sx, _), o in zip(anchors, off, strict=True)])
+    lat = np.concatenate([y + sy * o for (_, y, _, sy), o in zip(anchors, off, strict=True)])
+    lon = (lon + 180.0) % 360.0 - 180.0
+    n = len(lon)
+    none = np.full(n, None, dtype=object)
+    cams = Cameras(
+        camera_id=np.arange(n).astype(str).astype(object),
+        lon=lon,
+        lat=lat,
+        source=np.full(n, "t", dtype=object),
+        row=np.arange(1, n + 1),
+        **dict.fromkeys(("operator", "manufacturer", "camera_type", "heading"), none),
+        heading_source=none,
+    )
+    # sites: points and small boxes, most within ~2 km of a camera, some tens of km off
+    k = 3000
+    at = rng.integers(0, n, k)
+    spread = np.where(rng.random(k) < 0.8, 0.006, 0.3)
+    sx = (lon[at] + rng.normal(0, 1, k) * spread + 180.0) % 360.0 - 180.0
+    sy = np.clip(lat[at] + rng.normal(0, 0.6, k) * spread, -89.9999, 89.9999)
+    geoms = np.where(
+        rng.random(k) < 0.5,
+        shapely.points(sx, sy),
+        shapely.box(sx, sy, np.minimum(sx + 0.0005, 180.0), np.minimum(sy + 0.0005, 90.0)),
+    )
+    covered = rng.random(k) < 0.9
+    kept = _near_cameras(geoms, covered, np.full(k, reach_m), cams)
+    near = np.zeros(k, dtype=bool)
+    for i in np.flatnonzero(covered):  # the oracle: geodesic to the nearest vertex
+        x, y = shapely.get_coordinates(geoms[i]).T
+        d = GEOD.inv(np.repeat(x, n), np.repeat(y, n), np.tile(lon, len(x)), np.tile(lat, len(x)))[
+            2
+        ]
+        near[i] = (d <= reach_m).any()
+    assert near.sum() > 100 and (covered & ~near).sum() > 100  # both kinds present
+    assert not (near & ~kept).any()
+    assert not (kept & ~covered).any()
+    assert kept.sum() < covered.sum()  # it does filter
+
+
 @pytest.mark.parametrize("columns", [None, {"camera_id": "ref", "direction": "heading"}])
 def test_the_typed_path_reads_what_the_general_path_reads(tmp_path, monkeypatch, columns):
     """A FeatureCollection of cameras takes the typed decode (issue #10 benchmark); it must
