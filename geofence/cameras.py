@@ -46,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geofence._arrays import full_object
 from geofence._memory import gc_paused
 from geofence._version import __version__
 from geofence.errors import LayerError, ReadFormatError, UsageError
@@ -350,7 +351,7 @@ def classify_view(
     otherwise; ``unknown`` without a parsed heading or azimuth.
     """
     off = _arc_offset_deg(az_deg, start_deg, width_deg)
-    view = np.full(len(off), "unknown", dtype=object)
+    view = full_object(len(off), "unknown")
     known = np.isfinite(off)
     view[known] = "side"
     view[known & (off >= 180.0 - half_angle_deg)] = "away"
@@ -622,7 +623,7 @@ def _to_cameras(
         camera_id=ids[keep],
         lon=x[keep],
         lat=y[keep],
-        source=np.full(len(keep), label, dtype=object),
+        source=full_object(len(keep), label),
         row=(keep + 1).astype(np.int64),
         heading=heading[keep],
         heading_source=source[keep],
@@ -886,7 +887,7 @@ def _read_csv(
                     camera_id=ids[keep],
                     lon=b.lon[keep],
                     lat=b.lat[keep],
-                    source=np.full(len(keep), label, dtype=object),
+                    source=full_object(len(keep), label),
                     row=b.row[keep],
                     operator=col("operator")[keep],
                     manufacturer=col("manufacturer")[keep],
@@ -1046,9 +1047,9 @@ def installations(
     sites = gpd.GeoDataFrame(
         {
             "site_id": np.arange(n).astype(str).astype(object),
-            "name": np.full(n, "", dtype=object),
-            "category": np.full(n, _CAMERA_CATEGORY, dtype=object),
-            "source": np.full(n, "", dtype=object),
+            "name": full_object(n, ""),
+            "category": full_object(n, _CAMERA_CATEGORY),
+            "source": full_object(n, ""),
         },
         geometry=shapely.points(lon, lat),
         crs="EPSG:4326",

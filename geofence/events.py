@@ -74,6 +74,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from geofence._arrays import full_object
 from geofence.errors import LayerError, UsageError
 from geofence.model import NO_TIME, Policy
 
@@ -488,7 +489,7 @@ def _pairs_expand(ptr: np.ndarray, site: np.ndarray) -> tuple[np.ndarray, np.nda
 def _iso(us: np.ndarray, offset_s: np.ndarray, *, utc: bool = False) -> np.ndarray:
     """ISO-8601 strings of instants shown at the given UTC offsets (``Z`` when ``utc``)."""
     us = np.asarray(us, dtype=np.int64)
-    out = np.full(len(us), "", dtype=object)
+    out = full_object(len(us), "")
     if len(us) == 0:
         return out
     offset_s = np.asarray(offset_s, dtype=np.int64)
@@ -802,12 +803,12 @@ class EventWindows:
         ok, rng, day = self._evaluate(site, time_us)
         out = {
             "active": ok,
-            "window": np.full(n, "", dtype=object),
-            "timezone": np.full(n, "", dtype=object),
-            "window_start_utc": np.full(n, "", dtype=object),
-            "window_end_utc": np.full(n, "", dtype=object),
-            "window_start_local": np.full(n, "", dtype=object),
-            "window_end_local": np.full(n, "", dtype=object),
+            "window": full_object(n, ""),
+            "timezone": full_object(n, ""),
+            "window_start_utc": full_object(n, ""),
+            "window_end_utc": full_object(n, ""),
+            "window_start_local": full_object(n, ""),
+            "window_end_local": full_object(n, ""),
             "pad_before_s": self.pad_before_us[site] / US,
             "pad_after_s": self.pad_after_us[site] / US,
         }

@@ -18,6 +18,7 @@ import pandas as pd
 import shapely
 from pyproj import Geod
 
+from geofence._arrays import full_object
 from geofence._kernels import edge_distances
 from geofence.errors import LayerError
 from geofence.geodesy import (
@@ -296,11 +297,11 @@ def compile_fences(
         site_id=sel["site_id"].astype(str).to_numpy(dtype=object),
         site_name=sel["name"].astype(str).to_numpy(dtype=object)
         if "name" in sel
-        else np.full(len(sel), "", dtype=object),
+        else full_object(len(sel), ""),
         site_category=sel["category"].astype(str).to_numpy(dtype=object),
         site_source=sel["source"].astype(str).to_numpy(dtype=object)
         if "source" in sel
-        else np.full(len(sel), "", dtype=object),
+        else full_object(len(sel), ""),
         categories=categories,
         site_cat_code=cat_code.astype(np.int64),
         segments=segments,

@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from geofence._arrays import full_object
 from geofence._version import __version__
 from geofence.atomic import atomic_output
 from geofence.errors import SharingRefused, UsageError
@@ -137,7 +138,7 @@ class SharingFilter:
         f = self.engine.fences
         for res in scan_batches(batches, self.engine):
             n = len(res.batch)
-            reason = np.full(n, "", dtype=object)
+            reason = full_object(n, "")
             rej = res.reason != 0
             reason[rej] = np.array(["unevaluable:" + r for r in REJECT_REASONS], dtype=object)[
                 res.reason[rej]
@@ -149,8 +150,8 @@ class SharingFilter:
                 free = reason == ""
                 reason[free & (t == NO_TIME)] = "no_time_for_max_age"
                 reason[free & (t != NO_TIME) & (t < self._cutoff_us)] = "older_than_max_age"
-            category = np.full(n, "", dtype=object)
-            site_id = np.full(n, "", dtype=object)
+            category = full_object(n, "")
+            site_id = full_object(n, "")
             dist = np.full(n, np.nan)
             idx = np.flatnonzero(flagged)
             near_site, near_d = res.matches.take(idx).nearest()

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from geofence import _memory
+from geofence._arrays import full_object
 from geofence._pipeline import OutputThread
 from geofence._version import __version__
 from geofence.atomic import atomic_output
@@ -227,10 +228,10 @@ class Labeller:
         read, first = np.unique(read, return_index=True)
         pair = pair[first]
         desc = eng.windows.describe(row[pair], time_us[read])
-        out = {"event_site_id": np.full(n, "", dtype=object)}
+        out = {"event_site_id": full_object(n, "")}
         out["event_site_id"][read] = eng.fences.site_id[fm.site[pair]]
         for name in self.WINDOW_FIELDS:
-            col = np.full(n, "", dtype=object)
+            col = full_object(n, "")
             col[read] = desc[name]
             out[name] = col
         return {k: pa.array(v, type=pa.string()) for k, v in out.items()}

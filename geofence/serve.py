@@ -74,6 +74,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from geofence._arrays import full_object
 from geofence.errors import GeofenceError, ReadFormatError, SharingRefused, UsageError
 from geofence.hook import SharingFilter, _audit_record, append_audit
 from geofence.jurisdictions import Recipient
@@ -327,9 +328,9 @@ class Rules:
         if not self.filter.decision.allowed:
             return _Decision(
                 np.zeros(n, bool),
-                np.full(n, "recipient_refused", object),
-                np.full(n, "", object),
-                np.full(n, "", object),
+                full_object(n, "recipient_refused"),
+                full_object(n, ""),
+                full_object(n, ""),
                 np.full(n, np.nan),
             )
         batch = ReadBatch(np.arange(1, n + 1), lon, lat, time_us, reason.astype(np.int8), None)

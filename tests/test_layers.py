@@ -294,25 +294,34 @@ def test_out_of_range_coordinates_are_an_error_naming_file_and_feature(tmp_path,
         load_layers(_write_csv(tmp_path / "far.csv", rows), category="school")
 
 
+_NAN, _INF = float("nan"), float("inf")
+
+
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "problem"),
     [
-        shapely.Point(float("nan"), 10),
-        shapely.Point(10, float("inf")),
-        shapely.LineString([(0, 0), (1, float("-inf"))]),
-        shapely.Point(180.000001, 0),
+        (shapely.Point(_NAN, 10), r"\(nan, 10\) is not a finite number"),
+        (shapely.Point(10, _INF), r"\(10, inf\) is not a finite number"),
+        (shapely.LineString([(0, 0), (1, -_INF)]), r"\(1, -inf\) is not a finite number"),
+        (shapely.LineString([(0, 0), (_NAN, 1), (1, 1)]), r"\(nan, 1\) is not a finite"),
+        (shapely.Polygon([(0, 0), (1, 0), (_NAN, 1), (0, 0)]), r"\(nan, 1\) is not a finite"),
+        (shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(2, 2, _INF, 3)]), r"\(inf, 2"),
+        (shapely.Point(180.000001, 0), r"\(180, 0\) is outside lon -180\.\.180"),
+        (shapely.box(179.5, 0, 180.5, 1), r"\(180.5, 0\) is outside lon"),
+        (shapely.MultiPolygon([shapely.box(0, 0, 1, 1), shapely.box(2, 89, 3, 90.5)]), ".* is out"),
     ],
-    ids=["nan", "inf", "line-inf", "lon-180.000001"],
+    ids=["nan", "inf", "line-inf", "line-nan", "polygon-nan", "multi-inf", "lon", "box", "multi"],
 )
-def test_non_finite_or_out_of_range_coordinates_are_an_error(tmp_path, bad):
-    """The layer's one-pass coordinate check: NaN and infinities fail it as out of range."""
+def test_non_finite_or_out_of_range_coordinates_are_an_error(tmp_path, bad, problem):
+    """A bad coordinate of any geometry type is one clear error naming its feature, also
+    where GEOS finds the polygon invalid and cannot repair it (NaN)."""
     path = tmp_path / "odd.parquet"
     gpd.GeoDataFrame(
-        {"site_id": ["a", "b"], "category": ["school", "school"]},
-        geometry=[shapely.Point(-122, 47), bad],
+        {"site_id": ["a", "b", "c"], "category": ["school"] * 3},
+        geometry=[shapely.Point(-122, 47), bad, shapely.Point(-122, 46)],
         crs="EPSG:4326",
     ).to_parquet(path)
-    with pytest.raises(LayerError, match=r"^odd\.parquet: feature b: coordinate .* is outside lon"):
+    with pytest.raises(LayerError, match=r"^odd\.parquet: feature b: coordinate " + problem):
         load_layers(path)
 
 
