@@ -103,11 +103,10 @@ def run_geofence(cameras: Path, layer: Path, *, distance_m: float, policy=None) 
     gc.collect()
 
     s0 = time.perf_counter()
-    (cams, _rejected, _), (engine, _, _) = prepare_audit(
-        [cameras], [layer], policy=policy, distances_m=[distance_m]
-    )
+    prepared = prepare_audit([cameras], [layer], policy=policy, distances_m=[distance_m])
+    cams, engine = prepared.cameras, prepared.engine
     audit = audit_cameras(cams, engine, distances_m=[distance_m])
-    s1 = time.perf_counter()
+    s1 = time.perf_counter()  # the layer is freed after the clock, as GeoPandas' frames are
     keys = list(
         zip(
             cams.row[audit.pair_camera].tolist(),

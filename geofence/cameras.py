@@ -30,7 +30,6 @@ import dataclasses
 import functools
 import gzip
 import io
-import itertools
 import json
 import math
 import operator
@@ -65,6 +64,7 @@ __all__ = [
     "CAMERA_FIELDS",
     "FORMATS",
     "VIEWS",
+    "AuditInputs",
     "CameraAudit",
     "CameraPositions",
     "Cameras",
@@ -76,6 +76,7 @@ __all__ = [
     "load_camera_positions",
     "parse_headings",
     "position_reads",
+    "prepare_audit",
     "read_cameras",
     "run_cameras",
 ]
@@ -160,8 +161,18 @@ class Cameras:
     heading: np.ndarray
     heading_source: np.ndarray
 
+    def __post_init__(self) -> None:
+        self._installations: dict[float, np.ndarray] = {}
+
     def __len__(self) -> int:
         return len(self.lon)
+
+    def installations(self, link_m: float) -> np.ndarray:
+        """:func:`installations` of these cameras, computed once per link distance."""
+        link_m = float(link_m)
+        if link_m not in self._installations:
+            self._installations[link_m] = installations(self.lon, self.lat, link_m)
+        return self._installations[link_m]
 
     @classmethod
     def concat(cls, parts: Sequence[Cameras]) -> Cameras:
@@ -1293,7 +1304,7 @@ def audit_cameras(
     inside = (pd_ == 0.0) & (headings.status[pc_] == Headings.PARSED)
     view[inside] = "toward"
     az[pd_ == 0.0] = np.nan
-    inst = installations(cameras.lon, cameras.lat, link_m)
+    inst = cameras.installations(link_m)
     return CameraAudit(cameras, inst, headings, pc_, ps, pd_, az, view, level, levels, level_m)
 
 
@@ -1724,6 +1735,31 @@ def _camera_engine(sites, sources, policy: Policy, cameras: Cameras | None):
     return Engine(sites, policy, keep_geometry=True), sources, fenced
 
 
+@dataclass
+class AuditInputs:
+    """What a camera audit starts from (:func:`prepare_audit`).
+
+    Attributes
+    ----------
+    cameras, rejected, inputs
+        As :func:`read_cameras` returns them.
+    engine, layer_sources, sites_fenced
+        As :func:`build_camera_engine` returns them.
+    sites : geopandas.GeoDataFrame
+        Every site of the layers (the engine holds only those near a camera). Kept here
+        so that the caller decides when the layer is freed: 100k GEOS geometries take
+        ~40 ms to free.
+    """
+
+    cameras: Cameras
+    rejected: Rejected
+    inputs: list[CameraInput]
+    engine: object
+    layer_sources: list
+    sites_fenced: dict[str, int]
+    sites: object
+
+
 def prepare_audit(
     cameras: Sequence[str | os.PathLike],
     layers: Sequence[str | os.PathLike] | None = None,
@@ -1737,13 +1773,14 @@ def prepare_audit(
     distance_overrides: Mapping[str, float] | None = None,
     crs: str | None = None,
     limits: Mapping[str, int] | None = None,
-) -> tuple[tuple[Cameras, Rejected, list[CameraInput]], tuple]:
+    link_m: float | None = DEFAULT_LINK_M,
+) -> AuditInputs:
     """Read the cameras and build the audit's engine, the camera files on a second thread.
 
     What :func:`read_cameras` then :func:`build_camera_engine` give, in less time: the
-    layers load while the cameras are read. Both hold the GIL for much of their work,
-    but decompression, hashing, Parquet and GEOS's validity test let go of it
-    (issue #10 benchmark).
+    layers load while the cameras are read and linked into installations. Both hold the
+    GIL for much of their work, but decompression, hashing, Parquet, numpy and GEOS's
+    validity test let go of it (issue #10 benchmark).
 
     Parameters
     ----------
@@ -1751,13 +1788,13 @@ def prepare_audit(
         As :func:`read_cameras`.
     layers, sites, policy, tier, distances_m, distance_overrides, crs, limits
         As :func:`build_camera_engine`.
+    link_m : float, optional
+        The thread also links the cameras into installations at this distance
+        (:meth:`Cameras.installations`, which :func:`audit_cameras` then finds done).
 
     Returns
     -------
-    read : tuple
-        ``read_cameras``' ``(cameras, rejected, inputs)``.
-    built : tuple
-        ``build_camera_engine``'s ``(engine, layer_sources, sites_fenced)``.
+    AuditInputs
 
     Raises
     ------
@@ -1766,7 +1803,14 @@ def prepare_audit(
     """
     pool = ThreadPoolExecutor(1, thread_name_prefix="geofence-cameras")
     try:
-        reading = pool.submit(read_cameras, cameras, columns=columns, batch_size=batch_size)
+
+        def read() -> tuple[Cameras, Rejected, list[CameraInput]]:
+            got = read_cameras(cameras, columns=columns, batch_size=batch_size)
+            if link_m is not None:
+                got[0].installations(link_m)
+            return got
+
+        reading = pool.submit(read)
         try:
             loaded = _load_for_cameras(
                 layers, sites, policy, tier, distances_m, distance_overrides, crs, limits
@@ -1777,7 +1821,8 @@ def prepare_audit(
         read = reading.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return read, _camera_engine(*loaded, read[0])
+    engine, sources, fenced = _camera_engine(*loaded, read[0])
+    return AuditInputs(*read, engine, sources, fenced, loaded[0])
 
 
 def run_cameras(
@@ -1861,7 +1906,7 @@ def run_cameras(
         )
     started = time.perf_counter()
     levels = _parse_distances_m(distances_m)
-    (cams, rejected, inputs), (engine, sources, fenced) = prepare_audit(
+    prepared = prepare_audit(
         cameras,
         layers,
         columns=columns,
@@ -1873,7 +1918,10 @@ def run_cameras(
         distance_overrides=distance_overrides,
         crs=crs,
         limits=limits,
+        link_m=float(link_m),
     )
+    cams, rejected, inputs = prepared.cameras, prepared.rejected, prepared.inputs
+    engine, sources, fenced = prepared.engine, prepared.layer_sources, prepared.sites_fenced
     audit = audit_cameras(
         cams,
         engine,

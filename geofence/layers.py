@@ -1094,6 +1094,9 @@ class _Validity:
 def _load_one(
     spec: _Spec, budget: int, max_vertices: int, maps
 ) -> tuple[gpd.GeoDataFrame, LayerSource]:
+    hashing = ThreadPoolExecutor(1, thread_name_prefix="geofence-sha256")
+    sha256 = hashing.submit(sha256_file, spec.path)
+    hashing.shutdown(wait=False)
     frame, geoms, reasons, file_crs, label = _read_file(spec, budget)
     if len(frame) == 0:
         raise LayerError(
@@ -1107,7 +1110,7 @@ def _load_one(
     file = path.name
     stem = _file_stem(path)
     source = LayerSource(
-        path=path, sha256=sha256_file(path), format=label, crs=None, features_in=len(frame)
+        path=path, sha256=sha256.result(), format=label, crs=None, features_in=len(frame)
     )
     # Licence and attribution columns (OSM imports, issue #8) travel with the layer to
     # `layers check`, scan summaries and sharing manifests.

@@ -29,6 +29,7 @@ from geofence.cameras import (
     run_cameras,
 )
 from geofence.cli import cli
+from geofence.errors import LayerError, ReadFormatError
 from geofence.model import NO_TIME, REASON_CODE, ReadBatch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1073,3 +1074,44 @@ def test_the_typed_path_reads_what_the_general_path_reads(tmp_path, monkeypatch,
         assert cams["camera_id"][:4] == ["padded", "osm:node/12", "plain:5", "plain:p"]
         assert cams["operator"][3] == '["a", "b"]' and cams["camera_type"][4] == '{"k": 1}'
         assert typed["dup.geojson"][0]["heading"] == ["E"]
+
+
+def test_prepare_audit_gives_what_reading_then_building_gives(tmp_path):
+    """prepare_audit reads the cameras on a thread beside the layers (issue #10
+    benchmark): the same cameras, engine, pairs and installations as one after the other."""
+    from geofence.cameras import prepare_audit
+
+    layer, lon, lat, heads, _ops = _world(tmp_path)
+    lon = np.concatenate([lon, lon[:5] + 0.0001])  # neighbours within 30 m: installations
+    lat = np.concatenate([lat, lat[:5]])
+    cams_file = _cameras_file(tmp_path, lon, lat, heads + heads[:5])
+    cams, _rejected, inputs = read_cameras([cams_file])
+    engine, sources, fenced = build_camera_engine([layer], cameras=cams, distances_m=[150.0, 300.0])
+    want = audit_cameras(cams, engine, distances_m=[150.0, 300.0])
+    got_in = prepare_audit([cams_file], [layer], distances_m=[150.0, 300.0], link_m=30.0)
+    assert got_in.cameras._installations  # linked on the reading thread
+    got = audit_cameras(got_in.cameras, got_in.engine, distances_m=[150.0, 300.0])
+    assert np.array_equal(got_in.cameras.camera_id, cams.camera_id)
+    assert [i.sha256 for i in got_in.inputs] == [i.sha256 for i in inputs]
+    assert [s.sha256 for s in got_in.layer_sources] == [s.sha256 for s in sources]
+    assert got_in.sites_fenced == fenced and len(got_in.sites) == 2
+    assert len(want.pair_camera) > 10 and len(set(want.installation_id.tolist())) < len(cams)
+    for name in ("pair_camera", "pair_site", "pair_distance_m", "pair_view", "installation_id"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+
+
+def test_prepare_audit_reports_a_camera_file_error_before_a_layer_error(tmp_path):
+    from geofence.cameras import prepare_audit
+
+    empty = tmp_path / "empty.geojson"
+    empty.write_text("")
+    broken_layer = tmp_path / "broken.geojson"
+    broken_layer.write_text('{"type": "FeatureCollection", "features": []}')
+    layer, *_ = _world(tmp_path)
+    with pytest.raises(ReadFormatError, match=r"empty\.geojson: the camera file is empty"):
+        prepare_audit([empty], [broken_layer])
+    with pytest.raises(ReadFormatError, match="the camera file is empty"):
+        prepare_audit([empty], [layer])
+    good = _cameras_file(tmp_path, [-122.27], [37.8])
+    with pytest.raises(LayerError, match=r"broken\.geojson"):
+        prepare_audit([good], [broken_layer])
