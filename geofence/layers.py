@@ -1094,6 +1094,8 @@ class _Validity:
 def _load_one(
     spec: _Spec, budget: int, max_vertices: int, maps
 ) -> tuple[gpd.GeoDataFrame, LayerSource]:
+    # The file's SHA-256 on a thread of its own: hashlib lets go of the GIL for each MiB,
+    # and the camera audit reads its cameras beside this load (issue #10 benchmark).
     hashing = ThreadPoolExecutor(1, thread_name_prefix="geofence-sha256")
     sha256 = hashing.submit(sha256_file, spec.path)
     hashing.shutdown(wait=False)
