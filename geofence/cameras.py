@@ -1810,12 +1810,12 @@ def prepare_audit(
             loaded = _load_for_cameras(
                 layers, sites, policy, tier, distances_m, distance_overrides, crs, limits
             )
-        except BaseException:
+        except Exception:
             reading.result()  # a camera file's error first, as when they were read first
             raise
         read = reading.result()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=False)  # after Ctrl-C the reading thread ends on its own
     engine, sources, fenced = _camera_engine(*loaded, read[0])
     return AuditInputs(*read, engine, sources, fenced, loaded[0])
 
