@@ -1598,7 +1598,8 @@ def _camera_policy(policy, tier: str, distances_m, distance_overrides) -> Policy
         )
     if policy is None or isinstance(policy, (str, list, tuple)):
         names = [policy] if isinstance(policy, str) else (list(policy) if policy else None)
-        policy = load_policy(names, tier=tier)  # the packs are read once (4 ms each time, issue #10)
+        # the packs are read once (4 ms a read, issue #10)
+        policy = load_policy(names, tier=tier)
     if distances_m:
         return with_distances(policy, {c: max(distances_m) for c in policy.categories})
     return with_distances(policy, distance_overrides)
